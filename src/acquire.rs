@@ -1,0 +1,187 @@
+//! The acquire pipeline, shared by every way of waiting, and the async
+//! acquire that runs on it.
+//!
+//! 1. take the in-process slot of the lock file;
+//! 2. fast path: try the OS lock without blocking, on the caller's thread;
+//! 3. slow path: block in the OS lock — on the caller's thread for sync
+//!    callers, on the `blocking` pool for async ones;
+//! 4. check the locked file is still the one at the path; if not, reopen
+//!    and start again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::lock::Target;
+use crate::registry::SlotGuard;
+use crate::{PackLock, PackLockError, PackLockHold};
+
+/// How an acquire may wait for the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all: report [`PackLockError::Busy`] instead.
+    Never,
+    /// By blocking the calling thread.
+    Thread,
+    /// By awaiting, without ever blocking the executor thread.
+    Task,
+}
+
+impl PackLock {
+    /// Acquires the lock from async code, on any executor (tokio, smol,
+    /// `futures_lite::future::block_on`, ...), without blocking an executor
+    /// thread.
+    ///
+    /// An uncontended acquire completes on the caller's thread with one
+    /// non-blocking OS call. When another process holds the lock, the
+    /// blocking OS wait runs on the `blocking` crate's thread pool; at most
+    /// one such thread per lock file per process waits at a time, because
+    /// the others queue in the in-process slot first.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// let hold = lock.acquire_async().await?;
+    /// // ... exclusive work, across .await points ...
+    /// drop(hold);
+    /// # Ok::<(), packlock::PackLockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire_async(&self) -> Result<PackLockHold, PackLockError> {
+        run(self, Wait::Task).await
+    }
+}
+
+/// The one acquire pipeline. With [`Wait::Never`] and [`Wait::Thread`] the
+/// future never returns `Pending`, so sync callers can poll it once.
+pub(crate) async fn run(lock: &PackLock, wait: Wait) -> Result<PackLockHold, PackLockError> {
+    let mut waited_since = None;
+    loop {
+        let target = lock.target();
+        let mut claim = take_slot(Arc::clone(&target), wait, &mut waited_since).await?;
+        if !claim.try_lock()? {
+            claim = wait_for_os_lock(claim, wait, &mut waited_since).await?;
+        }
+        if claim.is_still_at_path(waited_since.is_some())? {
+            if let Some(since) = waited_since {
+                log::debug!(
+                    "acquired lock on {} after {:?}",
+                    lock.path().display(),
+                    since.elapsed()
+                );
+            }
+            return Ok(PackLockHold::new(claim));
+        }
+        log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
+        drop(claim);
+        lock.reopen(&target)?;
+    }
+}
+
+/// Step 1: the in-process slot.
+async fn take_slot(
+    target: Arc<Target>,
+    wait: Wait,
+    waited_since: &mut Option<Instant>,
+) -> Result<Claim, PackLockError> {
+    if let Some(slot) = target.slot.try_lock_arc() {
+        return Ok(Claim::new(slot, target));
+    }
+    waited_since.get_or_insert_with(Instant::now);
+    let slot = match wait {
+        Wait::Never => return Err(PackLockError::busy(target.sidecar.path())),
+        Wait::Thread => target.slot.lock_arc_blocking(),
+        Wait::Task => target.slot.lock_arc().await,
+    };
+    Ok(Claim::new(slot, target))
+}
+
+/// Step 3: the OS lock is busy, so wait for it as `wait` allows.
+async fn wait_for_os_lock(
+    claim: Claim,
+    wait: Wait,
+    waited_since: &mut Option<Instant>,
+) -> Result<Claim, PackLockError> {
+    let path = claim.sidecar().path();
+    if wait == Wait::Never {
+        return Err(PackLockError::busy(path));
+    }
+    log::debug!("waiting for lock on {}: another process holds it", path.display());
+    waited_since.get_or_insert_with(Instant::now);
+    match wait {
+        Wait::Task => blocking::unblock(move || claim.lock_blocking()).await,
+        _ => claim.lock_blocking(),
+    }
+}
+
+/// What an acquire holds so far: the slot, and once granted the OS lock.
+/// Dropping it — for example when the caller of an async acquire went away
+/// while a pool thread waited in the OS lock — releases whatever it holds:
+/// OS lock first, then the slot, then (with the last reference) the file.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    os_locked: bool,
+    // Field order is drop order: the slot goes before the file closes.
+    _slot: SlotGuard,
+    target: Arc<Target>,
+}
+
+impl Claim {
+    fn new(slot: SlotGuard, target: Arc<Target>) -> Self {
+        Self { os_locked: false, _slot: slot, target }
+    }
+
+    pub(crate) fn sidecar(&self) -> &crate::sidecar::Sidecar {
+        &self.target.sidecar
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.sidecar().path()
+    }
+
+    /// Step 2: takes the OS lock if it is free; `Ok(false)` when busy.
+    fn try_lock(&mut self) -> Result<bool, PackLockError> {
+        self.os_locked = self.sidecar().try_lock()?;
+        Ok(self.os_locked)
+    }
+
+    fn lock_blocking(mut self) -> Result<Self, PackLockError> {
+        self.sidecar().lock()?;
+        self.os_locked = true;
+        Ok(self)
+    }
+
+    /// Whether the locked file is still the lock file: it must still have a
+    /// name, and after a wait (when anything may have happened) it must be
+    /// the file the path names.
+    fn is_still_at_path(&self, waited: bool) -> Result<bool, PackLockError> {
+        Ok(self.sidecar().is_linked()? && (!waited || self.sidecar().is_at_path()?))
+    }
+
+    /// Releases the OS lock now, reporting failure; the slot and file follow
+    /// when `self` drops.
+    pub(crate) fn release(mut self) -> Result<(), PackLockError> {
+        self.os_locked = false;
+        self.sidecar().unlock()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.os_locked {
+            return;
+        }
+        if let Err(e) = self.sidecar().unlock() {
+            // Unlocking fails only for a broken descriptor; there is
+            // nothing better to do in a destructor than to say so.
+            log::warn!("cannot release: {e}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Options for opening a [`PackLock`].
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use crate::{PACK_LOCK_FILE_NAME, PackLock, PackLockError};
+
+/// Builds a [`PackLock`] with options; made by [`PackLock::builder`] or
+/// [`PackLock::builder_for_file`].
+///
+/// # Example
+///
+/// ```
+/// use packlock::PackLock;
+///
+/// # fn main() -> Result<(), packlock::PackLockError> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let lock = PackLock::builder(dir.path()).file_name(".sync.lock").open()?;
+/// assert_eq!(lock.path(), dir.path().join(".sync.lock"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `.open()` is called"]
+pub struct PackLockBuilder {
+    location: Location,
+}
+
+#[derive(Debug, Clone)]
+enum Location {
+    /// A sidecar file named `file_name` inside `dir`.
+    Sidecar { dir: PathBuf, file_name: OsString },
+    /// An explicit lock file path.
+    File(PathBuf),
+}
+
+impl PackLockBuilder {
+    pub(crate) fn sidecar(dir: &Path) -> Self {
+        let file_name = OsString::from(PACK_LOCK_FILE_NAME);
+        Self { location: Location::Sidecar { dir: dir.to_path_buf(), file_name } }
+    }
+
+    pub(crate) fn file(path: &Path) -> Self {
+        Self { location: Location::File(path.to_path_buf()) }
+    }
+
+    /// Names the sidecar file inside the directory, instead of
+    /// [`PACK_LOCK_FILE_NAME`]. It must be a plain file name: no path
+    /// separators, not `.` or `..`; [`open`](Self::open) rejects anything
+    /// else with [`PackLockError::InvalidFileName`]. Has no effect on a
+    /// builder made by [`PackLock::builder_for_file`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{PackLock, PackLockError};
+    ///
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let err = PackLock::builder(dir.path()).file_name("../escape").open().unwrap_err();
+    /// assert!(matches!(err, PackLockError::InvalidFileName { .. }));
+    /// ```
+    pub fn file_name(mut self, name: impl AsRef<OsStr>) -> Self {
+        if let Location::Sidecar { file_name, .. } = &mut self.location {
+            *file_name = name.as_ref().to_os_string();
+        }
+        self
+    }
+
+    /// Creates any missing directories and the lock file (never truncating
+    /// or deleting it) and returns the lock, not yet held.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::InvalidFileName`] for a bad sidecar name,
+    /// [`PackLockError::NotAFile`] for a lock file path without a file name,
+    /// and [`PackLockError::Io`] naming the path when the directory or file
+    /// cannot be created or opened (a parent that is a regular file, a lock
+    /// path that is a directory, a NUL byte, no permission).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let pack = dir.path().join("packs/foo");
+    /// let lock = packlock::PackLock::builder(&pack).open()?;
+    /// assert!(pack.join(packlock::PACK_LOCK_FILE_NAME).is_file());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(self) -> Result<PackLock, PackLockError> {
+        PackLock::with_path(self.lock_file_path()?)
+    }
+
+    fn lock_file_path(self) -> Result<PathBuf, PackLockError> {
+        let path = match self.location {
+            Location::Sidecar { dir, file_name } => {
+                check_file_name(&file_name)?;
+                dir.join(file_name)
+            }
+            Location::File(path) if path.file_name().is_none() => {
+                return Err(PackLockError::NotAFile { path });
+            }
+            Location::File(path) => path,
+        };
+        // Absolute, so the identity check still finds the file if the
+        // process changes its working directory while holding the lock.
+        std::path::absolute(&path).map_err(|e| PackLockError::io(&path, e))
+    }
+}
+
+/// Accepts exactly one normal path component.
+fn check_file_name(name: &OsStr) -> Result<(), PackLockError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "it refers to a directory"
+    } else if name.as_encoded_bytes().contains(&0) {
+        "it contains a NUL byte"
+    } else if Path::new(name).components().count() != 1 || Path::new(name).file_name() != Some(name)
+    {
+        "it must be a bare file name, without path separators"
+    } else {
+        return Ok(());
+    };
+    Err(PackLockError::InvalidFileName { name: name.to_string_lossy().into_owned(), reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_file_name;
+
+    #[test]
+    fn accepts_plain_names() {
+        for name in [".pack-lock", "lock", ".grex-lock", "a.b.c", "with space"] {
+            assert!(check_file_name(name.as_ref()).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_are_not_a_single_component() {
+        for name in ["", ".", "..", "a/b", "/abs", "../up", "dir/", "nul\0byte"] {
+            assert!(check_file_name(name.as_ref()).is_err(), "{name:?}");
+        }
+    }
+}

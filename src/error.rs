@@ -1,0 +1,91 @@
+//! Error types.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why opening, acquiring or releasing a [`PackLock`](crate::PackLock) failed.
+///
+/// Every variant that concerns a file names it, so the message alone tells the
+/// user which path to look at.
+///
+/// # Example
+///
+/// ```
+/// use packlock::{PackLock, PackLockError};
+///
+/// # fn main() -> Result<(), PackLockError> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let lock = PackLock::open(dir.path())?;
+/// let _hold = lock.acquire()?;
+/// match lock.try_acquire() {
+///     Err(PackLockError::Busy { path, .. }) => println!("{} is busy", path.display()),
+///     Err(other) => return Err(other),
+///     Ok(_) => unreachable!("the lock is held"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackLockError {
+    /// An operating-system call on `path` failed: creating the directory,
+    /// opening the lock file, or taking or releasing the OS lock.
+    #[error("lock file I/O failed on `{}`: {source}", path.display())]
+    Io {
+        /// The file or directory the failing call was about.
+        path: PathBuf,
+        /// What the operating system reported.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The lock is held by someone else (another process, thread or task,
+    /// or the caller itself) and the acquire was not allowed to wait.
+    #[error("lock file `{}` is busy: another holder has it", path.display())]
+    #[non_exhaustive]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// The sidecar name given to
+    /// [`PackLockBuilder::file_name`](crate::PackLockBuilder::file_name) is
+    /// not a plain file name.
+    #[error("invalid lock file name `{name}`: {reason}")]
+    #[non_exhaustive]
+    InvalidFileName {
+        /// The name as given (lossily converted to UTF-8).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The lock file path has no file name component (for example `/` or a
+    /// path ending in `..`), so there is no file to lock.
+    #[error("`{}` does not name a lock file", path.display())]
+    #[non_exhaustive]
+    NotAFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+
+    /// The file a hold locked is no longer the file at its path: it was
+    /// deleted or replaced while held, so the hold no longer excludes
+    /// newcomers. Reported by [`PackLockHold::validate`](crate::PackLockHold::validate).
+    #[error("lock file `{}` was deleted or replaced while held", path.display())]
+    #[non_exhaustive]
+    Replaced {
+        /// The lock file path.
+        path: PathBuf,
+    },
+}
+
+impl PackLockError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn busy(path: impl Into<PathBuf>) -> Self {
+        Self::Busy { path: path.into() }
+    }
+}

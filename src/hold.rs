@@ -1,0 +1,119 @@
+//! [`PackLockHold`], the guard every acquire returns.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::PackLockError;
+use crate::acquire::Claim;
+
+/// Proof that the lock is held, returned by every acquire method. The lock
+/// is held until the hold is dropped or [released](Self::release).
+///
+/// It owns everything it needs (no borrow of the [`PackLock`](crate::PackLock)),
+/// so it can be stored, sent to another thread, or held across `.await`.
+/// Dropping it releases the OS lock, then the in-process slot, then closes
+/// the file if nothing else uses it.
+///
+/// # Example
+///
+/// ```
+/// # fn main() -> Result<(), packlock::PackLockError> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let lock = packlock::PackLock::open(dir.path())?;
+/// {
+///     let _hold = lock.acquire()?;
+///     // ... exclusive work ...
+/// } // released here
+/// assert!(lock.try_acquire().is_ok());
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "the lock is released as soon as the hold is dropped"]
+pub struct PackLockHold {
+    claim: Claim,
+}
+
+impl PackLockHold {
+    pub(crate) fn new(claim: Claim) -> Self {
+        Self { claim }
+    }
+
+    /// The path of the locked file.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let hold = packlock::PackLock::open(dir.path())?.acquire()?;
+    /// assert_eq!(hold.path(), dir.path().join(packlock::PACK_LOCK_FILE_NAME));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn path(&self) -> &Path {
+        self.claim.path()
+    }
+
+    /// Checks that the locked file is still the file at [`path`](Self::path).
+    ///
+    /// A lock protects only while its file stays in place: if someone deletes
+    /// the lock file or renames another file over it while it is held, a
+    /// newcomer locks the new file and does not wait for this hold.
+    /// Long-running holders can call this before committing their work.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Replaced`] when the file was deleted or replaced,
+    /// [`PackLockError::Io`] when it cannot be checked.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// let hold = lock.acquire()?;
+    /// hold.validate()?;
+    /// std::fs::remove_file(lock.path()).expect("remove");
+    /// assert!(matches!(hold.validate(), Err(packlock::PackLockError::Replaced { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn validate(&self) -> Result<(), PackLockError> {
+        let sidecar = self.claim.sidecar();
+        if sidecar.is_linked()? && sidecar.is_at_path()? {
+            Ok(())
+        } else {
+            Err(PackLockError::Replaced { path: self.path().to_path_buf() })
+        }
+    }
+
+    /// Releases the lock now and reports whether the OS unlock succeeded
+    /// (dropping the hold does the same but can only log a failure).
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Io`] when the OS refuses to unlock, which happens
+    /// only for a broken descriptor; the OS still releases the lock when the
+    /// last handle to the file closes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// lock.acquire()?.release()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn release(self) -> Result<(), PackLockError> {
+        self.claim.release()
+    }
+}
+
+impl fmt::Debug for PackLockHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackLockHold").field("path", &self.path()).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,111 @@
+//! Lock a directory (a "pack") or any file path so that one holder at a time
+//! works on it — across processes, and across threads and async tasks of one
+//! process — from sync code and from any async runtime.
+//!
+//! ```
+//! use packlock::PackLock;
+//!
+//! # fn main() -> Result<(), packlock::PackLockError> {
+//! # let dir = tempfile::tempdir().expect("temp dir");
+//! # let pack = dir.path().join("foo");
+//! let lock = PackLock::open(&pack)?;   // creates the directory and <pack>/.pack-lock
+//! let hold = lock.acquire()?;          // or try_acquire(), or acquire_async().await
+//! // ... exclusive work on the pack, safe against other processes, threads and tasks ...
+//! drop(hold);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! * The lock is a **sidecar file**, `<dir>/.pack-lock` by default
+//!   ([`PACK_LOCK_FILE_NAME`]), another name ([`PackLockBuilder::file_name`])
+//!   or an explicit path ([`PackLock::open_file`]). It is created on open and
+//!   never deleted: deleting a lock file breaks exclusion, since a waiter may
+//!   then lock the dead file while a newcomer locks a fresh one.
+//! * **Between processes**, the OS lock on that file excludes: `flock(2)` on
+//!   Unix, `LockFileEx` on Windows. It interoperates with util-linux
+//!   `flock(1)` and with anything else that uses `flock` on the same file.
+//! * **Inside a process**, every `PackLock` on one file — whichever path,
+//!   symlink or hard link it was opened through — shares one in-process
+//!   queue (an `async-lock` mutex). Only the head of that queue goes to the
+//!   OS lock, so a process has at most one waiter per lock file in the kernel,
+//!   and threads and tasks are served in order.
+//! * **Uncontended**, an acquire takes the in-process slot and the OS lock
+//!   with a non-blocking call on the caller's thread. **Contended by another
+//!   process**, a sync acquire blocks its thread in the OS lock; an async
+//!   acquire waits on the `blocking` crate's thread pool, never on an
+//!   executor thread.
+//! * **Identity check**: a lock on a file that is no longer at the path
+//!   protects nothing. After the OS lock is granted, packlock checks that the
+//!   file still has a name, and after any wait, that the path still names the
+//!   locked file; otherwise it unlocks, reopens and tries again.
+//!   [`PackLockHold::validate`] repeats the check on demand.
+//!
+//! # Which acquire to call
+//!
+//! | method | waits | returns when busy |
+//! |---|---|---|
+//! | [`PackLock::acquire`] | blocks the thread | — |
+//! | [`PackLock::try_acquire`] | never | [`PackLockError::Busy`] |
+//! | [`PackLock::acquire_async`] | awaits, on any executor | — |
+//!
+//! `try_acquire` reports `Busy` for every holder, the calling thread
+//! included. A blocking or async acquire of a lock that the same thread or
+//! task already holds waits forever (it is its own holder), so do not nest
+//! acquires of one lock file.
+//!
+//! # Guarantees and their limits
+//!
+//! * While a [`PackLockHold`] lives, no other holder of the same lock file
+//!   exists in any process that uses `flock` on it, on the same machine.
+//! * A process that dies, even by `kill -9`, releases its locks at once: the
+//!   kernel drops them with its file descriptors.
+//! * **Network file systems**: on NFS, `flock` is emulated with byte-range
+//!   locks (Linux >= 2.6.12) and only works between machines when the server
+//!   supports locking; on some FUSE file systems it is local to one machine
+//!   or absent. Keep lock files on local disks where you can.
+//! * **`fork`**: a child created by `fork(2)` shares the parent's open file
+//!   descriptions and therefore its locks; the child's exit does not release
+//!   them, but the lock stays held until both have closed it. Lock files are
+//!   opened close-on-exec, so commands spawned with `std::process::Command`
+//!   inherit no lock.
+//! * **Windows**: `LockFileEx` locks are mandatory, so while a lock is held
+//!   other processes cannot read or write the lock file's contents. packlock
+//!   never stores anything in it that others need to read.
+//! * Deleting or replacing a lock file while it is held is not prevented;
+//!   the next acquirer detects it and reopens, and [`PackLockHold::validate`]
+//!   lets a holder detect it.
+//!
+//! # Logging
+//!
+//! packlock logs through the [`log`] facade: `debug` when an acquire has to
+//! wait and when it gets the lock after waiting, and `warn` only when
+//! unlocking fails. Nothing is logged on the uncontended path.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod acquire;
+mod builder;
+mod error;
+mod hold;
+mod lock;
+mod registry;
+mod sidecar;
+
+pub use builder::PackLockBuilder;
+pub use error::PackLockError;
+pub use hold::PackLockHold;
+pub use lock::PackLock;
+
+/// The default name of the sidecar lock file inside a directory:
+/// [`PackLock::open`]`(dir)` locks `<dir>/.pack-lock`. Exported so that tools
+/// can hide it (for example in a `.gitignore`).
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(packlock::PACK_LOCK_FILE_NAME, ".pack-lock");
+/// ```
+pub const PACK_LOCK_FILE_NAME: &str = ".pack-lock";

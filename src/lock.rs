@@ -1,0 +1,234 @@
+//! [`PackLock`]: opening a lock file and the sync ways to acquire it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_lite::future;
+
+use crate::acquire::{self, Wait};
+use crate::registry::{self, Slot};
+use crate::sidecar::Sidecar;
+use crate::{PackLockBuilder, PackLockError, PackLockHold};
+
+/// A lock on a directory (a "pack") or on any file path, excluding other
+/// processes, threads and async tasks.
+///
+/// Opening creates the lock file but does not lock it; each acquire returns
+/// a [`PackLockHold`], and the lock is held until that hold is dropped or
+/// [released](PackLockHold::release). Acquire methods take `&self`, so one
+/// `PackLock` can be shared (for example in an `Arc`) by many threads and
+/// tasks, which then take turns.
+///
+/// # Example
+///
+/// ```
+/// use packlock::PackLock;
+///
+/// # fn main() -> Result<(), packlock::PackLockError> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let lock = PackLock::open(dir.path())?;      // creates <dir>/.pack-lock
+/// let hold = lock.acquire()?;                   // blocks until it is ours
+/// // ... exclusive work on the directory ...
+/// hold.release()?;                              // or just drop it
+/// # Ok(())
+/// # }
+/// ```
+pub struct PackLock {
+    path: PathBuf,
+    /// The lock file as opened now; replaced when the file at `path` turns
+    /// out to be another one (see [`PackLock::reopen`]).
+    current: Mutex<Arc<Target>>,
+}
+
+/// An opened lock file together with its in-process slot.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) sidecar: Sidecar,
+    pub(crate) slot: Arc<Slot>,
+}
+
+impl Target {
+    fn open(path: &Path) -> Result<Self, PackLockError> {
+        let sidecar = Sidecar::open(path)?;
+        let slot = registry::slot_for(sidecar.key());
+        Ok(Self { sidecar, slot })
+    }
+}
+
+impl PackLock {
+    /// Opens the lock of directory `dir`: the sidecar file
+    /// `<dir>/`[`.pack-lock`](crate::PACK_LOCK_FILE_NAME). Creates `dir` and the
+    /// sidecar if missing; never truncates or deletes it; does not lock.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Io`], naming the path, when the directory or the
+    /// file cannot be created or opened.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// assert_eq!(lock.path(), dir.path().join(".pack-lock"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, PackLockError> {
+        Self::builder(dir).open()
+    }
+
+    /// Opens an explicit lock file, such as `<dest>.backend.lock`, creating
+    /// it and its parent directories if missing. Does not lock.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::NotAFile`] when `path` has no file name (such as
+    /// `/`), [`PackLockError::Io`] when it cannot be created or opened (for
+    /// example because it is a directory).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open_file(dir.path().join("repo.backend.lock"))?;
+    /// let _hold = lock.acquire()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Self, PackLockError> {
+        Self::builder_for_file(path).open()
+    }
+
+    /// Starts a [`PackLockBuilder`] for the sidecar lock of directory `dir`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::builder(dir.path()).file_name(".grex-lock").open()?;
+    /// assert!(lock.path().ends_with(".grex-lock"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>) -> PackLockBuilder {
+        PackLockBuilder::sidecar(dir.as_ref())
+    }
+
+    /// Starts a [`PackLockBuilder`] for an explicit lock file path.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let file = dir.path().join("dest.backend.lock");
+    /// let lock = packlock::PackLock::builder_for_file(&file).open()?;
+    /// assert_eq!(lock.path(), file);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_for_file(path: impl AsRef<Path>) -> PackLockBuilder {
+        PackLockBuilder::file(path.as_ref())
+    }
+
+    pub(crate) fn with_path(path: PathBuf) -> Result<Self, PackLockError> {
+        let target = Target::open(&path)?;
+        Ok(Self { path, current: Mutex::new(Arc::new(target)) })
+    }
+
+    /// The lock file's path (absolute).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// assert_eq!(lock.path().file_name().unwrap(), packlock::PACK_LOCK_FILE_NAME);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Blocks the calling thread until the lock is held.
+    ///
+    /// Waits behind other threads and tasks of this process in a fair
+    /// queue, then for other processes in the OS lock. Do not call it from
+    /// async code (it would block an executor thread): use
+    /// [`acquire_async`](Self::acquire_async) there.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// let hold = lock.acquire()?;
+    /// assert_eq!(hold.path(), lock.path());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn acquire(&self) -> Result<PackLockHold, PackLockError> {
+        future::block_on(acquire::run(self, Wait::Thread))
+    }
+
+    /// Takes the lock only if it is free right now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Busy`] when anyone holds the lock — another
+    /// process, another thread or task, or the caller itself;
+    /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{PackLock, PackLockError};
+    ///
+    /// # fn main() -> Result<(), PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let hold = lock.try_acquire()?;
+    /// assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })));
+    /// drop(hold);
+    /// assert!(lock.try_acquire().is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_acquire(&self) -> Result<PackLockHold, PackLockError> {
+        future::block_on(acquire::run(self, Wait::Never))
+    }
+
+    /// The lock file as currently opened.
+    pub(crate) fn target(&self) -> Arc<Target> {
+        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Opens the file now at the path in place of `stale`, which was found
+    /// deleted or replaced. Several acquires may find the same stale target:
+    /// only the first reopens.
+    pub(crate) fn reopen(&self, stale: &Arc<Target>) -> Result<(), PackLockError> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if Arc::ptr_eq(&current, stale) {
+            *current = Arc::new(Target::open(&self.path)?);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PackLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackLock").field("path", &self.path).finish_non_exhaustive()
+    }
+}

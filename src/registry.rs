@@ -1,0 +1,108 @@
+//! The process-wide registry of in-process slots, one per lock file.
+//!
+//! Every [`PackLock`](crate::PackLock) on one file — whatever path, symlink or
+//! hard link it was opened through — shares one slot, an `async-lock` mutex.
+//! Only the slot's holder goes on to the OS lock, so a process sends at most
+//! one waiter per lock file to the kernel, and waiters inside the process
+//! queue fairly in user space.
+//!
+//! The registry holds only `Weak` references, and a slot removes its own
+//! entry when its last user drops it, so the registry holds exactly the
+//! lock files that are open now, however many were ever locked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+
+use crate::sidecar::FileKey;
+
+/// The in-process lock for one lock file. Its value is the registry entry's
+/// key, so that dropping the last slot can remove that entry.
+pub(crate) type Slot = async_lock::Mutex<Entry>;
+
+/// A held slot, owned (no borrow), so it can move onto a pool thread.
+pub(crate) type SlotGuard = async_lock::MutexGuardArc<Entry>;
+
+type Map = HashMap<FileKey, Weak<Slot>>;
+
+static REGISTRY: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
+
+/// A registry key that unregisters itself when its slot is dropped.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    key: FileKey,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut map = registry();
+        // A newer slot may already sit under this key (it was created after
+        // our last strong reference went away): leave that one alone.
+        if map.get(&self.key).is_some_and(|weak| weak.strong_count() == 0) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// The slot for the file `key`, created on first use.
+pub(crate) fn slot_for(key: &FileKey) -> Arc<Slot> {
+    let mut map = registry();
+    if let Some(slot) = map.get(key).and_then(Weak::upgrade) {
+        return slot;
+    }
+    let slot = Arc::new(async_lock::Mutex::new(Entry { key: key.clone() }));
+    map.insert(key.clone(), Arc::downgrade(&slot));
+    slot
+}
+
+/// How many lock files have a live slot in this process.
+#[cfg(test)]
+pub(crate) fn live_slots() -> usize {
+    registry().len()
+}
+
+/// The registry map. A panic while it was locked cannot leave it
+/// inconsistent (every update is a single insert or remove), so poisoning
+/// is ignored rather than spread to every later lock user.
+fn registry() -> MutexGuard<'static, Map> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use super::live_slots;
+    use crate::PackLock;
+
+    /// The registry is process-wide: unit tests that open locks take turns,
+    /// so that counting entries sees only its own.
+    fn serial() -> MutexGuard<'static, ()> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn registry_holds_only_open_lock_files() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let before = live_slots();
+        for i in 0..2_000 {
+            let lock = PackLock::open(dir.path().join(i.to_string())).expect("open");
+            let hold = lock.acquire().expect("acquire");
+            assert!(live_slots() <= before + 1, "a dropped lock file kept its slot");
+            drop((hold, lock));
+        }
+        assert_eq!(live_slots(), before);
+    }
+
+    #[test]
+    fn aliases_of_one_file_share_one_slot() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lock = PackLock::open(dir.path()).expect("open");
+        let link = dir.path().join("hard-link");
+        std::fs::hard_link(lock.path(), &link).expect("hard link");
+        let alias = PackLock::open_file(&link).expect("open alias");
+        assert!(std::sync::Arc::ptr_eq(&lock.target().slot, &alias.target().slot));
+    }
+}

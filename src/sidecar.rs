@@ -1,0 +1,170 @@
+//! The lock file itself: creating it, telling which file it is, and the OS
+//! lock calls on it.
+//!
+//! The OS lock is `flock(2)` on Unix and `LockFileEx` on Windows, both through
+//! std's `File::{lock, try_lock, unlock}`. It belongs to the open file
+//! description, so every [`Sidecar`] is its own lock owner, even within one
+//! process.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::PackLockError;
+
+/// An open lock file and the identity it had when it was opened.
+#[derive(Debug)]
+pub(crate) struct Sidecar {
+    file: File,
+    path: PathBuf,
+    key: FileKey,
+}
+
+impl Sidecar {
+    /// Opens the lock file at `path`, creating it and any missing parent
+    /// directories. Never truncates, never locks.
+    pub(crate) fn open(path: &Path) -> Result<Self, PackLockError> {
+        let file = open_or_create(path)?;
+        let key = FileKey::of_open(&file, path).map_err(|e| PackLockError::io(path, e))?;
+        Ok(Self { file, path: path.to_path_buf(), key })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn key(&self) -> &FileKey {
+        &self.key
+    }
+
+    /// Takes the exclusive OS lock if nobody holds it: `Ok(false)` when busy.
+    pub(crate) fn try_lock(&self) -> Result<bool, PackLockError> {
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(true),
+                Err(TryLockError::WouldBlock) => return Ok(false),
+                Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(TryLockError::Error(e)) => return Err(self.error(e)),
+            }
+        }
+    }
+
+    /// Blocks the calling thread until the exclusive OS lock is granted.
+    pub(crate) fn lock(&self) -> Result<(), PackLockError> {
+        retry_interrupted(|| self.file.lock()).map_err(|e| self.error(e))
+    }
+
+    pub(crate) fn unlock(&self) -> Result<(), PackLockError> {
+        retry_interrupted(|| self.file.unlock()).map_err(|e| self.error(e))
+    }
+
+    /// Whether the file still has a name anywhere: `false` once it was
+    /// deleted, or renamed over while it had a single link. One `fstat`.
+    pub(crate) fn is_linked(&self) -> Result<bool, PackLockError> {
+        is_linked(&self.file).map_err(|e| self.error(e))
+    }
+
+    /// Whether `path` still names this very file (`stat` against the
+    /// identity taken at open).
+    pub(crate) fn is_at_path(&self) -> Result<bool, PackLockError> {
+        match FileKey::at_path(&self.path) {
+            Ok(key) => Ok(key == self.key),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn error(&self, source: io::Error) -> PackLockError {
+        PackLockError::io(&self.path, source)
+    }
+}
+
+/// Opens read-write, creating the file (and on `NotFound` its directory);
+/// falls back to read-only for an existing file we may not write, since
+/// locking needs no write access.
+fn open_or_create(path: &Path) -> Result<File, PackLockError> {
+    let read_write =
+        || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+    let opened = match read_write() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                fs::create_dir_all(dir).map_err(|e| PackLockError::io(dir, e))?;
+            }
+            read_write()
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => File::open(path).map_err(|_| e),
+        other => other,
+    };
+    opened.map_err(|e| PackLockError::io(path, e))
+}
+
+fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+/// Which file a lock file is, for the in-process registry and the identity
+/// check: `(device, inode)` on Unix, so every alias (symlink, hard link, bind
+/// mount) of one file has one key.
+#[cfg(unix)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileKey {
+    dev: u64,
+    ino: u64,
+}
+
+#[cfg(unix)]
+impl FileKey {
+    fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
+        Ok(Self::of(&file.metadata()?))
+    }
+
+    fn at_path(path: &Path) -> io::Result<Self> {
+        Ok(Self::of(&fs::metadata(path)?))
+    }
+
+    fn of(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self { dev: meta.dev(), ino: meta.ino() }
+    }
+}
+
+#[cfg(unix)]
+fn is_linked(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.nlink() > 0)
+}
+
+/// Elsewhere std offers no stable file index, so a file is known by its
+/// canonical path plus its creation time (which tells a replacement apart).
+#[cfg(not(unix))]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileKey {
+    canonical: PathBuf,
+    created: Option<std::time::SystemTime>,
+}
+
+#[cfg(not(unix))]
+impl FileKey {
+    fn of_open(file: &File, path: &Path) -> io::Result<Self> {
+        let created = file.metadata()?.created().ok();
+        Ok(Self { canonical: fs::canonicalize(path)?, created })
+    }
+
+    fn at_path(path: &Path) -> io::Result<Self> {
+        let created = fs::metadata(path)?.created().ok();
+        Ok(Self { canonical: fs::canonicalize(path)?, created })
+    }
+}
+
+/// Windows refuses to delete a file that is open without share-delete
+/// rights only for some openers, and std exposes no link count: treat an
+/// open file as linked and rely on [`Sidecar::is_at_path`].
+#[cfg(not(unix))]
+fn is_linked(file: &File) -> io::Result<bool> {
+    file.metadata().map(|_| true)
+}
