@@ -1,0 +1,2 @@
+//! Placeholder; the benchmark suite lands in the next commit.
+fn main() {}
