@@ -1,0 +1,84 @@
+//! Interoperation with util-linux `flock(1)`, in both directions: each
+//! excludes the other on the same lock file.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+
+use common::proc_locks::waiters_of;
+use packlock::{PackLock, PackLockError};
+
+/// Runs `flock -n [extra] FILE true` and returns its exit code.
+fn flock_nonblocking(path: &Path, extra: &[&str]) -> i32 {
+    let status = Command::new("flock")
+        .arg("-n")
+        .args(extra)
+        .arg(path)
+        .arg("true")
+        .status()
+        .expect("run util-linux flock (is it installed?)");
+    status.code().expect("flock exited normally")
+}
+
+#[test]
+fn flock_cannot_take_a_lock_packlock_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = PackLock::open(dir.path()).expect("open");
+    let hold = lock.acquire().expect("acquire");
+    assert_eq!(flock_nonblocking(lock.path(), &[]), 1, "flock -x got a held lock");
+    assert_eq!(flock_nonblocking(lock.path(), &["-s"]), 1, "flock -s got a held lock");
+    hold.release().expect("release");
+    assert_eq!(flock_nonblocking(lock.path(), &[]), 0, "flock -x after release");
+}
+
+#[test]
+fn flock_waits_for_a_packlock_holder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = PackLock::open(dir.path()).expect("open");
+    let hold = lock.acquire().expect("acquire");
+    let mut flock = Command::new("flock")
+        .arg(lock.path())
+        .args(["echo", "got it"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run util-linux flock");
+    common::wait_until("flock waits in the kernel", || waiters_of(lock.path(), flock.id()) == 1);
+    assert!(flock.try_wait().expect("poll flock").is_none(), "flock ran while we held");
+    drop(hold);
+    let output = flock.wait_with_output().expect("flock output");
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "got it");
+}
+
+#[test]
+fn packlock_waits_for_a_flock_holder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = PackLock::open(dir.path()).expect("open");
+    let mut flock = Command::new("flock")
+        .arg(lock.path())
+        .args(["-c", "echo locked; cat >/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run util-linux flock");
+    let mut said = String::new();
+    let stdout = flock.stdout.take().expect("flock stdout");
+    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
+    assert_eq!(said.trim(), "locked");
+    assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })));
+
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| lock.acquire().map(drop));
+        let me = std::process::id();
+        common::wait_until("we wait in the kernel", || waiters_of(lock.path(), me) == 1);
+        assert!(!waiter.is_finished(), "acquired while flock held the lock");
+        drop(flock.stdin.take()); // `cat` ends, flock exits and unlocks
+        waiter.join().expect("waiter panicked").expect("acquire after flock exits");
+    });
+    assert!(flock.wait().expect("reap flock").success());
+}
