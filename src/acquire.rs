@@ -5,8 +5,8 @@
 //! 2. fast path: try the OS lock without blocking, on the caller's thread;
 //! 3. slow path: block in the OS lock — on the caller's thread for sync
 //!    callers, on the `blocking` pool for async ones;
-//! 4. check the locked file is still the one at the path; if not, reopen
-//!    and start again.
+//! 4. check the locked file is still the one the path names; if not (it
+//!    was deleted, renamed away or renamed over), reopen and start again.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub(crate) async fn run(lock: &PackLock, wait: Wait) -> Result<PackLockHold, Pac
         if !claim.try_lock()? {
             claim = wait_for_os_lock(claim, wait, &mut waited_since).await?;
         }
-        if claim.is_still_at_path(waited_since.is_some())? {
+        if claim.sidecar().is_at_path()? {
             if let Some(since) = waited_since {
                 log::debug!(
                     "acquired lock on {} after {:?}",
@@ -156,13 +156,6 @@ impl Claim {
         self.sidecar().lock()?;
         self.os_locked = true;
         Ok(self)
-    }
-
-    /// Whether the locked file is still the lock file: it must still have a
-    /// name, and after a wait (when anything may have happened) it must be
-    /// the file the path names.
-    fn is_still_at_path(&self, waited: bool) -> Result<bool, PackLockError> {
-        Ok(self.sidecar().is_linked()? && (!waited || self.sidecar().is_at_path()?))
     }
 
     /// Releases the OS lock now, reporting failure; the slot and file follow

@@ -80,8 +80,7 @@ impl PackLockHold {
     /// # }
     /// ```
     pub fn validate(&self) -> Result<(), PackLockError> {
-        let sidecar = self.claim.sidecar();
-        if sidecar.is_linked()? && sidecar.is_at_path()? {
+        if self.claim.sidecar().is_at_path()? {
             Ok(())
         } else {
             Err(PackLockError::Replaced { path: self.path().to_path_buf() })

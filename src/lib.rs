@@ -37,10 +37,10 @@
 //!   acquire waits on the `blocking` crate's thread pool, never on an
 //!   executor thread.
 //! * **Identity check**: a lock on a file that is no longer at the path
-//!   protects nothing. After the OS lock is granted, packlock checks that the
-//!   file still has a name, and after any wait, that the path still names the
-//!   locked file; otherwise it unlocks, reopens and tries again.
-//!   [`PackLockHold::validate`] repeats the check on demand.
+//!   protects nothing. After the OS lock is granted, packlock checks (one
+//!   `stat`) that the path still names the locked file; if the file was
+//!   deleted, renamed away or renamed over, it unlocks, reopens and tries
+//!   again. [`PackLockHold::validate`] repeats the check on demand.
 //!
 //! # Which acquire to call
 //!

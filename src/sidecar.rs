@@ -58,14 +58,11 @@ impl Sidecar {
         retry_interrupted(|| self.file.unlock()).map_err(|e| self.error(e))
     }
 
-    /// Whether the file still has a name anywhere: `false` once it was
-    /// deleted, or renamed over while it had a single link. One `fstat`.
-    pub(crate) fn is_linked(&self) -> Result<bool, PackLockError> {
-        is_linked(&self.file).map_err(|e| self.error(e))
-    }
-
-    /// Whether `path` still names this very file (`stat` against the
-    /// identity taken at open).
+    /// Whether `path` still names this very file: one `stat`, compared with
+    /// the identity taken at open. This also proves the file still exists
+    /// (an inode number is not reused while we keep the file open), so it
+    /// catches deletion, renaming away and renaming over alike — unlike a
+    /// link count, which misses a file that keeps another name.
     pub(crate) fn is_at_path(&self) -> Result<bool, PackLockError> {
         match FileKey::at_path(&self.path) {
             Ok(key) => Ok(key == self.key),
@@ -133,12 +130,6 @@ impl FileKey {
     }
 }
 
-#[cfg(unix)]
-fn is_linked(file: &File) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(file.metadata()?.nlink() > 0)
-}
-
 /// Elsewhere std offers no stable file index, so a file is known by its
 /// canonical path plus its creation time (which tells a replacement apart).
 #[cfg(not(unix))]
@@ -159,12 +150,4 @@ impl FileKey {
         let created = fs::metadata(path)?.created().ok();
         Ok(Self { canonical: fs::canonicalize(path)?, created })
     }
-}
-
-/// Windows refuses to delete a file that is open without share-delete
-/// rights only for some openers, and std exposes no link count: treat an
-/// open file as linked and rely on [`Sidecar::is_at_path`].
-#[cfg(not(unix))]
-fn is_linked(file: &File) -> io::Result<bool> {
-    file.metadata().map(|_| true)
 }
