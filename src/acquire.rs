@@ -8,13 +8,16 @@
 //! 4. check the locked file is still the one the path names; if not (it
 //!    was deleted, renamed away or renamed over), reopen and start again.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
 
 use crate::lock::Target;
 use crate::registry::SlotGuard;
-use crate::{PackLock, PackLockError, PackLockHold};
+use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
 /// How an acquire may wait for the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,153 @@ impl PackLock {
     /// ```
     pub async fn acquire_async(&self) -> Result<PackLockHold, PackLockError> {
         run(self, Wait::Task).await
+    }
+
+    /// Like [`acquire_async`](Self::acquire_async), but gives up as soon as
+    /// `token` is cancelled — also if it already is. Takes a
+    /// [`CancellationToken`](crate::CancellationToken), with the `tokio`
+    /// feature a `tokio_util::sync::CancellationToken`, or anything else
+    /// that implements [`CancelSignal`].
+    ///
+    /// When it gives up, nothing is held and nothing stays queued for the
+    /// caller: see [`acquire_until`](Self::acquire_until) for the details.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockErrorOrCancelled::Cancelled`] when the token fired first,
+    /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{CancellationToken, PackLock};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let token = CancellationToken::new();
+    /// let hold = lock.acquire_cancellable(&token).await?;
+    /// # drop(hold);
+    /// # Ok::<(), packlock::PackLockErrorOrCancelled>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire_cancellable(
+        &self,
+        token: &impl CancelSignal,
+    ) -> Result<PackLockHold, PackLockErrorOrCancelled> {
+        self.acquire_until(token.cancelled()).await
+    }
+
+    /// Acquires from async code unless `signal` completes first: any future
+    /// works as a cancel signal (a timer, a channel, a shutdown notice).
+    /// `signal` is polled before each attempt, so one that is already
+    /// complete wins even over a free lock.
+    ///
+    /// Giving up is prompt and leaves nothing behind: a caller queued in
+    /// the process returns at once and leaves the queue; a caller whose OS
+    /// wait runs on the blocking pool returns at once too, and that pool
+    /// thread — the only one for this lock file in this process — releases
+    /// the lock the moment the kernel grants it. Dropping the returned
+    /// future at any point has the same effect.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockErrorOrCancelled::Cancelled`] when `signal` completed first,
+    /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{PackLock, PackLockErrorOrCancelled};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let _held = lock.acquire_async().await?;
+    /// let (stop, stopped) = async_channel_stub();
+    /// stop();
+    /// let err = lock.acquire_until(stopped).await.unwrap_err();
+    /// assert!(matches!(err, PackLockErrorOrCancelled::Cancelled));
+    /// # Ok::<(), packlock::PackLockError>(())
+    /// # }).unwrap();
+    /// # fn async_channel_stub() -> (impl FnOnce(), impl std::future::Future<Output = ()>) {
+    /// #     let token = packlock::CancellationToken::new();
+    /// #     let signal = token.clone();
+    /// #     (move || token.cancel(), async move { signal.cancelled().await })
+    /// # }
+    /// ```
+    pub async fn acquire_until(
+        &self,
+        signal: impl Future<Output = ()>,
+    ) -> Result<PackLockHold, PackLockErrorOrCancelled> {
+        match self.acquire_unless(signal).await {
+            Some(acquired) => Ok(acquired?),
+            None => Err(PackLockErrorOrCancelled::Cancelled),
+        }
+    }
+
+    /// Acquires from async code, giving up after `timeout`; `sleep` is your
+    /// runtime's timer for that duration (for example
+    /// `tokio::time::sleep(timeout)` or `async_io::Timer::after(timeout)`).
+    /// The `tokio`, `smol` and `async-std` features wrap this for you:
+    #[cfg_attr(
+        any(feature = "tokio", feature = "smol", feature = "async-std"),
+        doc = "see [`rt`](crate::rt)."
+    )]
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "smol", feature = "async-std")),
+        doc = "see the `rt` module."
+    )]
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::TimedOut`] when `sleep` completed first; giving up
+    /// leaves nothing behind, as with [`acquire_until`](Self::acquire_until).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use packlock::{PackLock, PackLockError};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let _held = lock.acquire_async().await?;
+    /// let timeout = Duration::from_millis(10);
+    /// let expired = std::future::ready(()); // stands in for a runtime timer
+    /// let err = lock.acquire_timeout_with(timeout, expired).await.unwrap_err();
+    /// assert!(matches!(err, PackLockError::TimedOut { .. }));
+    /// # Ok::<(), PackLockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire_timeout_with(
+        &self,
+        timeout: Duration,
+        sleep: impl Future<Output = ()>,
+    ) -> Result<PackLockHold, PackLockError> {
+        match self.acquire_unless(sleep).await {
+            Some(acquired) => acquired,
+            None => Err(self.timed_out(timeout)),
+        }
+    }
+
+    /// The async pipeline raced against `stop`, which is polled first;
+    /// `None` when `stop` won (the pipeline future is then dropped, which
+    /// is what makes giving up leave nothing behind).
+    async fn acquire_unless(
+        &self,
+        stop: impl Future<Output = ()>,
+    ) -> Option<Result<PackLockHold, PackLockError>> {
+        let stopped = async {
+            stop.await;
+            None
+        };
+        future::or(stopped, async { Some(run(self, Wait::Task).await) }).await
+    }
+
+    pub(crate) fn timed_out(&self, timeout: Duration) -> PackLockError {
+        PackLockError::TimedOut { path: self.path().to_path_buf(), timeout }
     }
 }
 

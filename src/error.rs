@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why opening, acquiring or releasing a [`PackLock`](crate::PackLock) failed.
 ///
@@ -69,6 +70,18 @@ pub enum PackLockError {
         path: PathBuf,
     },
 
+    /// The lock was not had within the time allowed
+    /// ([`PackLock::acquire_timeout`](crate::PackLock::acquire_timeout) or an
+    /// async timeout). Nothing is held or queued afterwards.
+    #[error("timed out after {timeout:?} waiting for lock file `{}`", path.display())]
+    #[non_exhaustive]
+    TimedOut {
+        /// The lock file.
+        path: PathBuf,
+        /// The time allowed.
+        timeout: Duration,
+    },
+
     /// The file a hold locked is no longer the file at its path: it was
     /// deleted or replaced while held, so the hold no longer excludes
     /// newcomers. Reported by [`PackLockHold::validate`](crate::PackLockHold::validate).
@@ -87,5 +100,51 @@ impl PackLockError {
 
     pub(crate) fn busy(path: impl Into<PathBuf>) -> Self {
         Self::Busy { path: path.into() }
+    }
+}
+
+/// Why a cancellable acquire
+/// ([`PackLock::acquire_cancellable`](crate::PackLock::acquire_cancellable),
+/// [`PackLock::acquire_until`](crate::PackLock::acquire_until)) returned
+/// without the lock.
+///
+/// # Example
+///
+/// ```
+/// use packlock::{CancellationToken, PackLock, PackLockErrorOrCancelled};
+///
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let lock = PackLock::open(dir.path()).expect("open");
+/// let token = CancellationToken::new();
+/// token.cancel();
+/// let err = lock.acquire_cancellable(&token).await.unwrap_err();
+/// assert!(matches!(err, PackLockErrorOrCancelled::Cancelled));
+/// assert!(err.is_cancelled());
+/// # });
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackLockErrorOrCancelled {
+    /// The cancel signal fired before the lock was had. Nothing is held or
+    /// queued afterwards.
+    #[error("lock acquire cancelled")]
+    Cancelled,
+
+    /// The acquire failed for another reason.
+    #[error(transparent)]
+    Lock(#[from] PackLockError),
+}
+
+impl PackLockErrorOrCancelled {
+    /// Whether the acquire was cancelled (rather than failing).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(packlock::PackLockErrorOrCancelled::Cancelled.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Cancelled)
     }
 }

@@ -88,14 +88,18 @@
 
 mod acquire;
 mod builder;
+mod cancel;
+mod deadline;
 mod error;
 mod hold;
 mod lock;
 mod registry;
+pub mod rt;
 mod sidecar;
 
 pub use builder::PackLockBuilder;
-pub use error::PackLockError;
+pub use cancel::{CancelSignal, CancellationToken, WaitForCancellation};
+pub use error::{PackLockError, PackLockErrorOrCancelled};
 pub use hold::PackLockHold;
 pub use lock::PackLock;
 

@@ -3,10 +3,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
 use crate::acquire::{self, Wait};
+use crate::deadline::block_on_until;
 use crate::registry::{self, Slot};
 use crate::sidecar::Sidecar;
 use crate::{PackLockBuilder, PackLockError, PackLockHold};
@@ -181,6 +183,45 @@ impl PackLock {
     /// ```
     pub fn acquire(&self) -> Result<PackLockHold, PackLockError> {
         future::block_on(acquire::run(self, Wait::Thread))
+    }
+
+    /// Blocks the calling thread until the lock is held or `timeout` has
+    /// passed.
+    ///
+    /// There is no OS call that waits for a file lock with a timeout, so
+    /// this runs the async acquire on the calling thread, parked until it
+    /// is woken or the deadline passes (never spinning): the OS wait, if
+    /// any, happens on the `blocking` pool, and on timeout that pool thread
+    /// releases the lock as soon as the kernel grants it, as with
+    /// [`acquire_until`](Self::acquire_until). The price is a hand-off
+    /// latency of one thread wake-up (tens of microseconds) over
+    /// [`acquire`](Self::acquire) when the lock comes from another process.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::TimedOut`] when the lock was not had in time,
+    /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use packlock::{PackLock, PackLockError};
+    ///
+    /// # fn main() -> Result<(), PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let _held = lock.acquire()?;
+    /// let other = PackLock::open(dir.path())?;
+    /// let err = other.acquire_timeout(Duration::from_millis(50)).unwrap_err();
+    /// assert!(matches!(err, PackLockError::TimedOut { .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<PackLockHold, PackLockError> {
+        let deadline = Instant::now() + timeout;
+        block_on_until(acquire::run(self, Wait::Task), deadline)
+            .unwrap_or_else(|| Err(self.timed_out(timeout)))
     }
 
     /// Takes the lock only if it is free right now; never waits.

@@ -1,0 +1,38 @@
+//! async-std support (feature `async-std`): an async timeout on async-io's
+//! timer, which is the one async-std itself uses.
+//!
+//! async-std is discontinued (RUSTSEC-2025-0052), so this feature does not
+//! depend on it: programs still running on it get the timeout without
+//! packlock adding async-std to their build. Everything else already works
+//! on its executor.
+
+use std::time::Duration;
+
+use crate::{PackLock, PackLockError, PackLockHold};
+
+/// Acquires from async code, giving up after `timeout` (async-io's timer).
+///
+/// # Errors
+///
+/// [`PackLockError::TimedOut`] when the lock was not had in time; nothing is
+/// held or queued afterwards.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let lock = packlock::PackLock::open(dir.path())?;
+/// let hold = packlock::rt::async_std::acquire_timeout(&lock, Duration::from_secs(5)).await?;
+/// # drop(hold);
+/// # Ok::<(), packlock::PackLockError>(())
+/// # }).unwrap();
+/// ```
+pub async fn acquire_timeout(
+    lock: &PackLock,
+    timeout: Duration,
+) -> Result<PackLockHold, PackLockError> {
+    super::async_io::acquire_timeout(lock, timeout).await
+}
