@@ -44,16 +44,66 @@
 //!
 //! # Which acquire to call
 //!
-//! | method | waits | returns when busy |
+//! | method | waits | gives up |
 //! |---|---|---|
-//! | [`PackLock::acquire`] | blocks the thread | — |
-//! | [`PackLock::try_acquire`] | never | [`PackLockError::Busy`] |
-//! | [`PackLock::acquire_async`] | awaits, on any executor | — |
+//! | [`PackLock::acquire`] | blocks the thread | never |
+//! | [`PackLock::try_acquire`] | never | at once: [`PackLockError::Busy`] |
+//! | [`PackLock::acquire_timeout`] | blocks the thread | after a duration: [`PackLockError::TimedOut`] |
+//! | [`PackLock::acquire_async`] | awaits, any executor | never (drop the future to stop) |
+//! | [`PackLock::acquire_cancellable`] | awaits, any executor | when a token is cancelled: [`PackLockErrorOrCancelled::Cancelled`] |
+//! | [`PackLock::acquire_until`] | awaits, any executor | when any future completes: `Cancelled` |
+//! | [`PackLock::acquire_timeout_with`] and [`rt`]`::*::acquire_timeout` | awaits | after a duration on a runtime's timer: `TimedOut` |
 //!
+//! All of them run one pipeline; they differ only in how they wait.
 //! `try_acquire` reports `Busy` for every holder, the calling thread
 //! included. A blocking or async acquire of a lock that the same thread or
-//! task already holds waits forever (it is its own holder), so do not nest
-//! acquires of one lock file.
+//! task already holds waits for itself (forever, unless it can give up), so
+//! do not nest acquires of one lock file.
+//!
+//! # Cancellation
+//!
+//! Any async acquire can be abandoned — by cancelling a [`CancellationToken`]
+//! (or, with the `tokio` feature, a `tokio_util::sync::CancellationToken`)
+//! passed to [`acquire_cancellable`](PackLock::acquire_cancellable), by a
+//! signal future given to [`acquire_until`](PackLock::acquire_until), by a
+//! timeout, or simply by dropping the future. In every case:
+//!
+//! * **It is prompt.** The caller gets `Cancelled` as soon as its executor
+//!   polls it after the signal — whether it was queued behind other threads
+//!   and tasks of this process or waiting for another process in the OS
+//!   lock.
+//! * **Nothing is left behind.** A caller queued in the process leaves the
+//!   queue. A caller waiting for the OS lock was waiting through a job on
+//!   the `blocking` crate's pool (no OS call can be interrupted portably);
+//!   that job owns the in-process slot and the file, and when the kernel
+//!   finally grants the lock with nobody left to take it, it releases
+//!   everything at once — the lock is free again within milliseconds of the
+//!   other process letting go.
+//! * **Threads stay bounded.** Because only the holder of the in-process
+//!   slot goes to the OS lock, at most **one** pool thread per lock file per
+//!   process is ever parked in the kernel, however many acquires are
+//!   cancelled while another process holds the lock. (The lock this crate
+//!   grew out of left one parked thread per cancelled acquire.)
+//!
+//! The sync [`acquire_timeout`](PackLock::acquire_timeout) works the same
+//! way: it drives the async pipeline on the calling thread, which parks
+//! until woken or until the deadline (it never spins). When the lock comes
+//! from another process it costs one thread wake-up (tens of microseconds)
+//! more than [`acquire`](PackLock::acquire), which waits in the OS call
+//! itself.
+//!
+//! # Cargo features
+//!
+//! The default build is runtime-agnostic and has no tokio in it. Features
+//! add what a runtime has of its own — see [`rt`]:
+//!
+//! * `tokio`: `tokio_util::sync::CancellationToken` as a [`CancelSignal`],
+//!   and `rt::tokio::acquire_timeout` on `tokio::time` (honours
+//!   `tokio::time::pause`).
+//! * `smol`: `rt::smol::acquire_timeout` on async-io's timer.
+//! * `async-std`: `rt::async_std::acquire_timeout` on async-io's timer (the
+//!   one async-std uses); async-std itself, discontinued, is never pulled
+//!   into your build.
 //!
 //! # Guarantees and their limits
 //!
