@@ -17,6 +17,7 @@ use futures_lite::future;
 
 use crate::lock::Target;
 use crate::registry::SlotGuard;
+use crate::tier::HeldContext;
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
 /// How an acquire may wait for the lock.
@@ -58,7 +59,7 @@ impl PackLock {
     /// # }).unwrap();
     /// ```
     pub async fn acquire_async(&self) -> Result<PackLockHold, PackLockError> {
-        run(self, Wait::Task).await
+        run(self, Wait::Task, HeldContext::for_task()).await
     }
 
     /// Like [`acquire_async`](Self::acquire_async), but gives up as soon as
@@ -201,7 +202,8 @@ impl PackLock {
             stop.await;
             None
         };
-        future::or(stopped, async { Some(run(self, Wait::Task).await) }).await
+        let acquire = async { Some(run(self, Wait::Task, HeldContext::for_task()).await) };
+        future::or(stopped, acquire).await
     }
 
     pub(crate) fn timed_out(&self, timeout: Duration) -> PackLockError {
@@ -211,7 +213,16 @@ impl PackLock {
 
 /// The one acquire pipeline. With [`Wait::Never`] and [`Wait::Thread`] the
 /// future never returns `Pending`, so sync callers can poll it once.
-pub(crate) async fn run(lock: &PackLock, wait: Wait) -> Result<PackLockHold, PackLockError> {
+/// `held` is the caller's record of held tiers and locks (none for async
+/// code outside a tier scope).
+pub(crate) async fn run(
+    lock: &PackLock,
+    wait: Wait,
+    held: Option<Arc<HeldContext>>,
+) -> Result<PackLockHold, PackLockError> {
+    if let Some(held) = &held {
+        check_before_waiting(lock, wait, held)?;
+    }
     let mut waited_since = None;
     loop {
         let target = lock.target();
@@ -227,12 +238,31 @@ pub(crate) async fn run(lock: &PackLock, wait: Wait) -> Result<PackLockHold, Pac
                     since.elapsed()
                 );
             }
-            return Ok(PackLockHold::new(claim));
+            let registration = held.map(|held| held.register(lock.tier(), Some(target)));
+            return Ok(PackLockHold::new(claim, registration));
         }
         log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
         drop(claim);
         lock.reopen(&target)?;
     }
+}
+
+/// Step 0: an acquire that would wait for a lock its own thread or task
+/// holds fails instead of hanging; one that would break the tier order is
+/// reported (a `try_acquire` cannot deadlock, so only waiting ones).
+fn check_before_waiting(
+    lock: &PackLock,
+    wait: Wait,
+    held: &HeldContext,
+) -> Result<(), PackLockError> {
+    if wait == Wait::Never {
+        return Ok(());
+    }
+    held.check_reentry(&lock.target())?;
+    if let Some(tier) = lock.tier() {
+        held.check_order(tier, Some(lock.path()));
+    }
+    Ok(())
 }
 
 /// Step 1: the in-process slot.

@@ -3,7 +3,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::{PACK_LOCK_FILE_NAME, PackLock, PackLockError};
+use crate::{PACK_LOCK_FILE_NAME, PackLock, PackLockError, Tier};
 
 /// Builds a [`PackLock`] with options; made by [`PackLock::builder`] or
 /// [`PackLock::builder_for_file`].
@@ -24,6 +24,7 @@ use crate::{PACK_LOCK_FILE_NAME, PackLock, PackLockError};
 #[must_use = "a builder does nothing until `.open()` is called"]
 pub struct PackLockBuilder {
     location: Location,
+    tier: Option<Tier>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,11 +38,11 @@ enum Location {
 impl PackLockBuilder {
     pub(crate) fn sidecar(dir: &Path) -> Self {
         let file_name = OsString::from(PACK_LOCK_FILE_NAME);
-        Self { location: Location::Sidecar { dir: dir.to_path_buf(), file_name } }
+        Self { location: Location::Sidecar { dir: dir.to_path_buf(), file_name }, tier: None }
     }
 
     pub(crate) fn file(path: &Path) -> Self {
-        Self { location: Location::File(path.to_path_buf()) }
+        Self { location: Location::File(path.to_path_buf()), tier: None }
     }
 
     /// Names the sidecar file inside the directory, instead of
@@ -63,6 +64,31 @@ impl PackLockBuilder {
         if let Location::Sidecar { file_name, .. } = &mut self.location {
             *file_name = name.as_ref().to_os_string();
         }
+        self
+    }
+
+    /// Puts the lock in a [`Tier`] of the lock order: every hold of it then
+    /// holds the tier too, so taking it while holding a tier of equal or
+    /// higher rank is a violation (see [`TierPolicy`](crate::TierPolicy)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{PackLock, Tier};
+    ///
+    /// const WORKSPACE: Tier = Tier::new(0, "workspace-sync");
+    /// const PER_PACK: Tier = Tier::new(2, "per-pack");
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let root = tempfile::tempdir().expect("temp dir");
+    /// let ws = PackLock::builder(root.path()).file_name(".sync.lock").tier(WORKSPACE).open()?;
+    /// let pack = PackLock::builder(root.path().join("foo")).tier(PER_PACK).open()?;
+    /// let _w = ws.acquire()?;
+    /// let _p = pack.acquire()?; // 0 then 2: in order
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tier = Some(tier);
         self
     }
 
@@ -89,7 +115,8 @@ impl PackLockBuilder {
     /// # }
     /// ```
     pub fn open(self) -> Result<PackLock, PackLockError> {
-        PackLock::with_path(self.lock_file_path()?)
+        let tier = self.tier;
+        PackLock::with_path(self.lock_file_path()?, tier)
     }
 
     fn lock_file_path(self) -> Result<PathBuf, PackLockError> {

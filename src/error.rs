@@ -49,6 +49,19 @@ pub enum PackLockError {
         path: PathBuf,
     },
 
+    /// The calling thread (sync) or [scope](crate::with_tier_scope) (async)
+    /// already holds this lock file, so waiting for it would wait forever.
+    /// Other threads and tasks wait normally.
+    #[error(
+        "lock file `{}` is already held by this thread or task; acquiring it again would wait forever",
+        path.display()
+    )]
+    #[non_exhaustive]
+    Reentrant {
+        /// The lock file.
+        path: PathBuf,
+    },
+
     /// The sidecar name given to
     /// [`PackLockBuilder::file_name`](crate::PackLockBuilder::file_name) is
     /// not a plain file name.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::PackLockError;
 use crate::acquire::Claim;
+use crate::tier::Registration;
 
 /// Proof that the lock is held, returned by every acquire method. The lock
 /// is held until the hold is dropped or [released](Self::release).
@@ -31,11 +32,14 @@ use crate::acquire::Claim;
 #[must_use = "the lock is released as soon as the hold is dropped"]
 pub struct PackLockHold {
     claim: Claim,
+    /// The entry in the acquiring thread's or task's record of held tiers
+    /// and locks; dropped (wherever the hold is) after the lock is released.
+    _held: Option<Registration>,
 }
 
 impl PackLockHold {
-    pub(crate) fn new(claim: Claim) -> Self {
-        Self { claim }
+    pub(crate) fn new(claim: Claim, held: Option<Registration>) -> Self {
+        Self { claim, _held: held }
     }
 
     /// The path of the locked file.

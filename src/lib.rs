@@ -56,9 +56,11 @@
 //!
 //! All of them run one pipeline; they differ only in how they wait.
 //! `try_acquire` reports `Busy` for every holder, the calling thread
-//! included. A blocking or async acquire of a lock that the same thread or
-//! task already holds waits for itself (forever, unless it can give up), so
-//! do not nest acquires of one lock file.
+//! included. An acquire that would wait for a lock file the same thread
+//! (sync code) or the same [`with_tier_scope`] task (async code) already
+//! holds fails with [`PackLockError::Reentrant`] instead of waiting for
+//! itself forever; other threads and tasks wait normally. Async code outside
+//! any scope has no task identity, so there re-entrancy is not detected.
 //!
 //! # Cancellation
 //!
@@ -91,6 +93,51 @@
 //! from another process it costs one thread wake-up (tens of microseconds)
 //! more than [`acquire`](PackLock::acquire), which waits in the OS call
 //! itself.
+//!
+//! # Lock ordering
+//!
+//! Programs that take several locks deadlock when two code paths take them
+//! in different orders. Give each lock a [`Tier`] — a rank in one global
+//! order — and packlock checks that every thread and task takes tiers in
+//! strictly increasing rank:
+//!
+//! ```
+//! use packlock::{PackLock, Tier, with_tier_scope};
+//!
+//! const WORKSPACE: Tier = Tier::new(0, "workspace-sync");
+//! const PER_PACK: Tier = Tier::new(2, "per-pack");
+//!
+//! # futures_lite::future::block_on(async {
+//! # let root = tempfile::tempdir().expect("temp dir");
+//! # let dir = root.path().join("foo");
+//! let ws = PackLock::builder(root.path()).file_name(".sync.lock").tier(WORKSPACE).open()?;
+//! let pack = PackLock::builder(&dir).tier(PER_PACK).open()?;
+//! with_tier_scope(async {
+//!     let _w = ws.acquire_async().await?;
+//!     let _p = pack.acquire_async().await?; // ok: 0 then 2
+//!     // taking `ws` again here, or any tier <= 2, is a violation
+//!     Ok::<(), packlock::PackLockError>(())
+//! })
+//! .await?;
+//! # Ok::<(), packlock::PackLockError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! * Holds of a lock built with [`.tier(..)`](PackLockBuilder::tier) hold
+//!   its tier; [`with_tier`] and [`TierGuard`] hold tiers that are not
+//!   locks (a semaphore permit, say).
+//! * Sync code is checked per thread. Async code is checked per task inside
+//!   [`with_tier_scope`], a future wrapper that installs the task's record
+//!   around each poll — on any executor, even when the task moves between
+//!   worker threads. Outside any scope, async acquires are not checked.
+//! * Every guard and hold remembers the record it went into and removes its
+//!   own entry when dropped, so dropping out of order, or on another thread,
+//!   never corrupts a record.
+//! * A violation panics in debug builds and logs with `log::error!` in
+//!   release builds ([`TierPolicy`], switchable at run time with
+//!   [`set_tier_policy`]); the message names both tiers and both lock files.
+//!   A [`try_acquire`](PackLock::try_acquire) cannot deadlock, so it is not
+//!   checked, but its hold does count for later acquires.
 //!
 //! # Cargo features
 //!
@@ -146,12 +193,17 @@ mod lock;
 mod registry;
 pub mod rt;
 mod sidecar;
+mod tier;
 
 pub use builder::PackLockBuilder;
 pub use cancel::{CancelSignal, CancellationToken, WaitForCancellation};
 pub use error::{PackLockError, PackLockErrorOrCancelled};
 pub use hold::PackLockHold;
 pub use lock::PackLock;
+pub use tier::{
+    Tier, TierGuard, TierPolicy, TierScope, set_tier_policy, tier_policy, with_tier,
+    with_tier_scope,
+};
 
 /// The default name of the sidecar lock file inside a directory:
 /// [`PackLock::open`]`(dir)` locks `<dir>/.pack-lock`. Exported so that tools

@@ -11,7 +11,8 @@ use crate::acquire::{self, Wait};
 use crate::deadline::block_on_until;
 use crate::registry::{self, Slot};
 use crate::sidecar::Sidecar;
-use crate::{PackLockBuilder, PackLockError, PackLockHold};
+use crate::tier::HeldContext;
+use crate::{PackLockBuilder, PackLockError, PackLockHold, Tier};
 
 /// A lock on a directory (a "pack") or on any file path, excluding other
 /// processes, threads and async tasks.
@@ -38,6 +39,7 @@ use crate::{PackLockBuilder, PackLockError, PackLockHold};
 /// ```
 pub struct PackLock {
     path: PathBuf,
+    tier: Option<Tier>,
     /// The lock file as opened now; replaced when the file at `path` turns
     /// out to be another one (see [`PackLock::reopen`]).
     current: Mutex<Arc<Target>>,
@@ -138,9 +140,9 @@ impl PackLock {
         PackLockBuilder::file(path.as_ref())
     }
 
-    pub(crate) fn with_path(path: PathBuf) -> Result<Self, PackLockError> {
+    pub(crate) fn with_path(path: PathBuf, tier: Option<Tier>) -> Result<Self, PackLockError> {
         let target = Target::open(&path)?;
-        Ok(Self { path, current: Mutex::new(Arc::new(target)) })
+        Ok(Self { path, tier, current: Mutex::new(Arc::new(target)) })
     }
 
     /// The lock file's path (absolute).
@@ -157,6 +159,21 @@ impl PackLock {
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The lock's [`Tier`], if it was [given one](PackLockBuilder::tier).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// assert_eq!(packlock::PackLock::open(dir.path())?.tier(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tier(&self) -> Option<Tier> {
+        self.tier
     }
 
     /// Blocks the calling thread until the lock is held.
@@ -182,7 +199,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn acquire(&self) -> Result<PackLockHold, PackLockError> {
-        future::block_on(acquire::run(self, Wait::Thread))
+        future::block_on(acquire::run(self, Wait::Thread, Some(HeldContext::for_thread())))
     }
 
     /// Blocks the calling thread until the lock is held or `timeout` has
@@ -211,17 +228,16 @@ impl PackLock {
     /// # fn main() -> Result<(), PackLockError> {
     /// let dir = tempfile::tempdir().expect("temp dir");
     /// let lock = PackLock::open(dir.path())?;
-    /// let _held = lock.acquire()?;
-    /// let other = PackLock::open(dir.path())?;
-    /// let err = other.acquire_timeout(Duration::from_millis(50)).unwrap_err();
-    /// assert!(matches!(err, PackLockError::TimedOut { .. }));
+    /// let _held = lock.acquire()?; // held by this thread, so another one waits
+    /// let waiter = std::thread::scope(|s| s.spawn(|| lock.acquire_timeout(Duration::from_millis(50))).join());
+    /// assert!(matches!(waiter.unwrap(), Err(PackLockError::TimedOut { .. })));
     /// # Ok(())
     /// # }
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<PackLockHold, PackLockError> {
         let deadline = Instant::now() + timeout;
-        block_on_until(acquire::run(self, Wait::Task), deadline)
-            .unwrap_or_else(|| Err(self.timed_out(timeout)))
+        let acquire = acquire::run(self, Wait::Task, Some(HeldContext::for_thread()));
+        block_on_until(acquire, deadline).unwrap_or_else(|| Err(self.timed_out(timeout)))
     }
 
     /// Takes the lock only if it is free right now; never waits.
@@ -248,7 +264,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn try_acquire(&self) -> Result<PackLockHold, PackLockError> {
-        future::block_on(acquire::run(self, Wait::Never))
+        future::block_on(acquire::run(self, Wait::Never, Some(HeldContext::for_thread())))
     }
 
     /// The lock file as currently opened.

@@ -1,0 +1,404 @@
+//! Lock-ordering tiers, and the record of what each thread or task holds,
+//! which both checks the order and catches re-entrant acquires.
+//!
+//! Every thread has a context of its own. [`with_tier_scope`] gives a task a
+//! context of its own: a future wrapper that installs it around each poll,
+//! so the record follows the task to whichever worker thread polls it.
+//! Each registration (a [`TierGuard`] or a hold) remembers the context it
+//! went into and removes exactly its own entry when dropped, so guards
+//! dropped out of order or on another thread never corrupt a record.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use crate::PackLockError;
+use crate::lock::Target;
+
+/// A rank in a program's global lock order. Locks must be taken in strictly
+/// increasing rank: holding a tier, a thread or task may only take higher
+/// ones. Two code paths that take the same locks in opposite orders can
+/// deadlock; ranks make the order explicit and checked.
+///
+/// # Example
+///
+/// ```
+/// use packlock::Tier;
+///
+/// const WORKSPACE: Tier = Tier::new(0, "workspace-sync");
+/// const PER_PACK: Tier = Tier::new(2, "per-pack");
+/// assert!(WORKSPACE.rank() < PER_PACK.rank());
+/// assert_eq!(PER_PACK.to_string(), "`per-pack` (rank 2)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tier {
+    rank: u32,
+    name: &'static str,
+}
+
+impl Tier {
+    /// A tier of rank `rank`, named `name` in messages.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// const BACKEND: packlock::Tier = packlock::Tier::new(3, "backend");
+    /// assert_eq!(BACKEND.name(), "backend");
+    /// ```
+    pub const fn new(rank: u32, name: &'static str) -> Self {
+        Self { rank, name }
+    }
+
+    /// The rank: locks are taken in strictly increasing rank.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(packlock::Tier::new(4, "manifest").rank(), 4);
+    /// ```
+    pub const fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    /// The name used in messages.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(packlock::Tier::new(4, "manifest").name(), "manifest");
+    /// ```
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` (rank {})", self.name, self.rank)
+    }
+}
+
+/// What happens when a tier is taken out of order.
+///
+/// # Example
+///
+/// ```
+/// use packlock::{TierPolicy, set_tier_policy, tier_policy};
+///
+/// set_tier_policy(TierPolicy::Log);
+/// assert_eq!(tier_policy(), TierPolicy::Log);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TierPolicy {
+    /// Panic with a message naming both tiers and both locks: the default
+    /// in debug builds, so tests find ordering bugs.
+    Panic,
+    /// Log the same message with `log::error!` and go on: the default in
+    /// release builds, so a production program keeps running.
+    Log,
+}
+
+const DEFAULT_POLICY: u8 = if cfg!(debug_assertions) { 0 } else { 1 };
+static POLICY: AtomicU8 = AtomicU8::new(DEFAULT_POLICY);
+
+/// Sets what happens on a tier violation, for the whole process.
+///
+/// # Example
+///
+/// ```
+/// packlock::set_tier_policy(packlock::TierPolicy::Panic);
+/// ```
+pub fn set_tier_policy(policy: TierPolicy) {
+    let value = match policy {
+        TierPolicy::Panic => 0,
+        TierPolicy::Log => 1,
+    };
+    POLICY.store(value, Ordering::Relaxed);
+}
+
+/// The current tier violation policy: [`TierPolicy::Panic`] in debug builds
+/// and [`TierPolicy::Log`] in release builds unless [`set_tier_policy`]
+/// changed it.
+///
+/// # Example
+///
+/// ```
+/// let expected = if cfg!(debug_assertions) {
+///     packlock::TierPolicy::Panic
+/// } else {
+///     packlock::TierPolicy::Log
+/// };
+/// assert_eq!(packlock::tier_policy(), expected);
+/// ```
+pub fn tier_policy() -> TierPolicy {
+    match POLICY.load(Ordering::Relaxed) {
+        0 => TierPolicy::Panic,
+        _ => TierPolicy::Log,
+    }
+}
+
+/// Runs `f` with `tier` held by the current thread (or task, inside
+/// [`with_tier_scope`]).
+///
+/// # Panics
+///
+/// Under [`TierPolicy::Panic`], when the thread or task already holds a
+/// tier of equal or higher rank.
+///
+/// # Example
+///
+/// ```
+/// use packlock::{Tier, with_tier};
+///
+/// const WORKSPACE: Tier = Tier::new(0, "workspace-sync");
+/// const PER_PACK: Tier = Tier::new(2, "per-pack");
+/// let answer = with_tier(WORKSPACE, || with_tier(PER_PACK, || 42));
+/// assert_eq!(answer, 42);
+/// ```
+pub fn with_tier<R>(tier: Tier, f: impl FnOnce() -> R) -> R {
+    let _guard = TierGuard::push(tier);
+    f()
+}
+
+/// Holds a tier until dropped: [`with_tier`] without the closure, for code
+/// that holds a tier across `.await` points (inside [`with_tier_scope`]).
+///
+/// A guard removes its own entry when dropped — wherever and in whatever
+/// order — so it never disturbs other entries.
+///
+/// # Example
+///
+/// ```
+/// use packlock::{Tier, TierGuard};
+///
+/// let _workspace = TierGuard::push(Tier::new(0, "workspace-sync"));
+/// let _pack = TierGuard::push(Tier::new(2, "per-pack"));
+/// ```
+#[must_use = "the tier is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct TierGuard {
+    _registration: Registration,
+}
+
+impl TierGuard {
+    /// Records `tier` as held by the current thread (or task, inside
+    /// [`with_tier_scope`]) until the guard is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`], when the thread or task already holds a
+    /// tier of equal or higher rank.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let guard = packlock::TierGuard::push(packlock::Tier::new(1, "scheduler"));
+    /// drop(guard);
+    /// ```
+    pub fn push(tier: Tier) -> Self {
+        let context = HeldContext::for_thread();
+        context.check_order(tier, None);
+        Self { _registration: context.register(Some(tier), None) }
+    }
+}
+
+/// Runs `future` as a task with a tier and lock record of its own.
+///
+/// Inside it, [`TierGuard`]s, [`with_tier`] and every acquire (sync or
+/// async) check and record against the task's record, even when the task
+/// moves between the worker threads of a work-stealing executor. Wrap each
+/// task's top-level future. Async acquires outside any scope have no task
+/// identity: their tiers are not checked and re-entrancy is not detected.
+///
+/// # Example
+///
+/// ```
+/// use packlock::{PackLock, Tier, with_tier_scope};
+///
+/// const WORKSPACE: Tier = Tier::new(0, "workspace-sync");
+/// const PER_PACK: Tier = Tier::new(2, "per-pack");
+///
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let ws = PackLock::builder(dir.path()).file_name(".sync.lock").tier(WORKSPACE).open()?;
+/// let pack = PackLock::builder(dir.path().join("foo")).tier(PER_PACK).open()?;
+/// with_tier_scope(async {
+///     let _w = ws.acquire_async().await?;
+///     let _p = pack.acquire_async().await?; // ok: 0 then 2
+///     Ok::<(), packlock::PackLockError>(())
+/// })
+/// .await?;
+/// # Ok::<(), packlock::PackLockError>(())
+/// # }).unwrap();
+/// ```
+pub fn with_tier_scope<F: Future>(future: F) -> TierScope<F> {
+    TierScope { future, context: Arc::default() }
+}
+
+pin_project_lite::pin_project! {
+    /// The future returned by [`with_tier_scope`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let scoped: packlock::TierScope<_> = packlock::with_tier_scope(async { 1 });
+    /// assert_eq!(futures_lite::future::block_on(scoped), 1);
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct TierScope<F> {
+        #[pin]
+        future: F,
+        context: Arc<HeldContext>,
+    }
+}
+
+impl<F: Future> Future for TierScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = Entered::enter(Arc::clone(this.context));
+        this.future.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for TierScope<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TierScope").field("holds", &self.context).finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// The context of the scope being polled on this thread, if any.
+    static SCOPE: RefCell<Option<Arc<HeldContext>>> = const { RefCell::new(None) };
+    /// This thread's own context, used outside scopes.
+    static THREAD: Arc<HeldContext> = Arc::default();
+}
+
+/// Installs a scope's context for one poll; restores the previous one when
+/// dropped, also when the poll panics.
+struct Entered {
+    previous: Option<Arc<HeldContext>>,
+}
+
+impl Entered {
+    fn enter(context: Arc<HeldContext>) -> Self {
+        Self { previous: SCOPE.with(|scope| scope.replace(Some(context))) }
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        SCOPE.with(|scope| *scope.borrow_mut() = previous);
+    }
+}
+
+/// What one thread or task holds: tiers and lock files.
+#[derive(Default)]
+pub(crate) struct HeldContext {
+    entries: Mutex<Vec<Entry>>,
+    next_id: AtomicU64,
+}
+
+struct Entry {
+    id: u64,
+    tier: Option<Tier>,
+    lock: Option<Arc<Target>>,
+}
+
+impl HeldContext {
+    /// The record sync code runs against: the task's, inside a scope being
+    /// polled; the thread's own otherwise.
+    pub(crate) fn for_thread() -> Arc<Self> {
+        Self::for_task().unwrap_or_else(|| THREAD.with(Arc::clone))
+    }
+
+    /// The record async code runs against: the task's, inside a scope; none
+    /// outside, where a thread's record would mix up the tasks it polls.
+    pub(crate) fn for_task() -> Option<Arc<Self>> {
+        SCOPE.with(|scope| scope.borrow().clone())
+    }
+
+    /// Fails when this context already holds the lock file of `target`:
+    /// waiting for it would wait for ourselves.
+    pub(crate) fn check_reentry(&self, target: &Target) -> Result<(), PackLockError> {
+        let key = target.sidecar.key();
+        let held = self.entries().iter().flat_map(|e| &e.lock).any(|l| l.sidecar.key() == key);
+        if held {
+            let path = target.sidecar.path().to_path_buf();
+            return Err(PackLockError::Reentrant { path });
+        }
+        Ok(())
+    }
+
+    /// Applies the [`TierPolicy`] when `tier` is not above every tier held.
+    pub(crate) fn check_order(&self, tier: Tier, path: Option<&Path>) {
+        let entries = self.entries();
+        let conflict = entries
+            .iter()
+            .filter_map(|e| Some((e.tier?, e.lock.as_ref().map(|l| l.sidecar.path()))))
+            .filter(|(held, _)| held.rank >= tier.rank)
+            .max_by_key(|(held, _)| held.rank);
+        let Some((held, held_path)) = conflict else { return };
+        let message = format!(
+            "lock tier violation: taking tier {tier}{} while holding tier {held}{}; \
+             tiers must be taken in strictly increasing rank",
+            for_path(path),
+            for_path(held_path),
+        );
+        drop(entries);
+        match tier_policy() {
+            TierPolicy::Panic => panic!("{message}"),
+            TierPolicy::Log => log::error!("{message}"),
+        }
+    }
+
+    /// Records a tier and/or a lock file as held until the registration drops.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        tier: Option<Tier>,
+        lock: Option<Arc<Target>>,
+    ) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.entries().push(Entry { id, tier, lock });
+        Registration { context: Arc::clone(self), id }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn for_path(path: Option<&Path>) -> String {
+    path.map(|p| format!(" (lock `{}`)", p.display())).unwrap_or_default()
+}
+
+impl fmt::Debug for HeldContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.entries();
+        let tiers: Vec<_> = entries.iter().filter_map(|e| e.tier).collect();
+        let locks: Vec<_> =
+            entries.iter().flat_map(|e| &e.lock).map(|l| l.sidecar.path()).collect();
+        f.debug_struct("HeldContext").field("tiers", &tiers).field("locks", &locks).finish()
+    }
+}
+
+/// One entry in a context, removed when dropped (from any thread).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    context: Arc<HeldContext>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.context.entries().retain(|e| e.id != self.id);
+    }
+}

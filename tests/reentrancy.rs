@@ -1,0 +1,140 @@
+//! Acquiring a lock file the same thread (sync) or the same tier scope
+//! (async) already holds fails with `Reentrant` naming the path instead of
+//! hanging; other threads and tasks still wait normally.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use futures_lite::future;
+use packlock::{
+    CancellationToken, PackLock, PackLockError, PackLockErrorOrCancelled, with_tier_scope,
+};
+
+fn lock_in(dir: &tempfile::TempDir) -> PackLock {
+    PackLock::open(dir.path()).expect("open")
+}
+
+fn assert_reentrant(result: Result<packlock::PackLockHold, PackLockError>, lock: &PackLock) {
+    match result {
+        Err(err @ PackLockError::Reentrant { .. }) => {
+            let message = err.to_string();
+            assert!(message.contains(&lock.path().display().to_string()), "{message}");
+            assert!(matches!(err, PackLockError::Reentrant { path, .. } if path == lock.path()));
+        }
+        other => panic!("expected Reentrant, got {other:?}"),
+    }
+}
+
+#[test]
+fn sync_reacquire_on_the_same_thread_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    let _hold = lock.acquire().expect("acquire");
+    assert_reentrant(lock.acquire(), &lock);
+    assert_reentrant(lock.acquire_timeout(Duration::from_secs(60)), &lock);
+    assert_reentrant(lock_in(&dir).acquire(), &lock);
+    assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })), "try never waits");
+}
+
+#[test]
+fn an_alias_of_a_held_file_is_reentrant_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    let link = dir.path().join("link.lock");
+    std::fs::hard_link(lock.path(), &link).expect("hard link");
+    let alias = PackLock::open_file(&link).expect("open alias");
+    let _hold = lock.acquire().expect("acquire");
+    assert!(matches!(alias.acquire(), Err(PackLockError::Reentrant { .. })));
+}
+
+#[test]
+fn after_release_the_same_thread_acquires_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    lock.acquire().expect("first").release().expect("release");
+    drop(lock.acquire().expect("second"));
+    let _third = lock.acquire().expect("third");
+}
+
+#[test]
+fn other_threads_still_wait_normally() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    let released = std::sync::atomic::AtomicBool::new(false);
+    let hold = lock.acquire().expect("acquire");
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            let result = lock.acquire().map(drop);
+            (result, released.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        thread::yield_now();
+        released.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(hold);
+        let (result, after_release) = waiter.join().expect("waiter panicked");
+        result.expect("another thread waits, then acquires");
+        assert!(after_release, "the other thread acquired while we held the lock");
+    });
+}
+
+#[test]
+fn a_hold_dropped_on_another_thread_is_no_longer_ours() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    let hold = lock.acquire().expect("acquire");
+    thread::spawn(move || drop(hold)).join().expect("drop thread");
+    let _again = lock.acquire().expect("re-acquire after the hold was dropped elsewhere");
+}
+
+#[test]
+fn async_reacquire_in_the_same_scope_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    future::block_on(with_tier_scope(async {
+        let _hold = lock.acquire_async().await.expect("acquire");
+        assert_reentrant(lock.acquire_async().await, &lock);
+        let token = CancellationToken::new();
+        match lock.acquire_cancellable(&token).await {
+            Err(PackLockErrorOrCancelled::Lock(PackLockError::Reentrant { .. })) => {}
+            other => panic!("expected Lock(Reentrant), got {other:?}"),
+        }
+        // Sync code inside the scope runs against the task's record too.
+        assert_reentrant(lock.acquire(), &lock);
+    }));
+}
+
+#[test]
+fn other_scopes_on_the_same_thread_still_wait_normally() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = Arc::new(lock_in(&dir));
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let hold = lock.acquire_async().await.expect("acquire");
+        let other = tokio::spawn(with_tier_scope({
+            let lock = Arc::clone(&lock);
+            async move { lock.acquire_async().await.map(drop) }
+        }));
+        tokio::task::yield_now().await; // let it start waiting
+        drop(hold);
+        other.await.expect("task").expect("another scope waits, then acquires");
+    });
+}
+
+/// Outside a scope async code has no task identity: two tasks polled by one
+/// thread must not be mistaken for one (no false `Reentrant`).
+#[test]
+fn tasks_outside_scopes_on_one_thread_are_not_mistaken_for_each_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = Arc::new(lock_in(&dir));
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let hold = lock.acquire_async().await.expect("acquire");
+        let other = tokio::spawn({
+            let lock = Arc::clone(&lock);
+            async move { lock.acquire_async().await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        drop(hold);
+        other.await.expect("task").expect("the other task waits, then acquires");
+    });
+}
