@@ -70,7 +70,11 @@ pub struct CancellationToken {
 struct State {
     cancelled: AtomicBool,
     event: Event,
+    /// Children are held weakly, so dropped child tokens cost nothing...
     children: Mutex<Vec<Weak<State>>>,
+    /// ...and each child holds its parent strongly, so a chain stays
+    /// connected even when a token in the middle of it is dropped.
+    _parent: Option<Arc<State>>,
 }
 
 impl CancellationToken {
@@ -147,7 +151,7 @@ impl CancellationToken {
     /// assert!(other_child.is_cancelled());
     /// ```
     pub fn child_token(&self) -> CancellationToken {
-        let child = Arc::new(State::default());
+        let child = Arc::new(State { _parent: Some(Arc::clone(&self.state)), ..State::default() });
         let mut children = self.state.children();
         // Checked under the children lock, which `cancel` takes after
         // setting the flag: either we see the flag or `cancel` sees the child.
