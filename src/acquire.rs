@@ -9,14 +9,15 @@
 //!    was deleted, renamed away or renamed over), reopen and start again.
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
+use crate::claim::Claim;
 use crate::lock::Target;
 use crate::registry::SlotGuard;
+use crate::sidecar::Mode;
 use crate::tier::HeldContext;
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
@@ -226,17 +227,15 @@ pub(crate) async fn run(
     let mut waited_since = None;
     loop {
         let target = lock.target();
-        let mut claim = take_slot(Arc::clone(&target), wait, &mut waited_since).await?;
-        if !claim.try_lock()? {
-            claim = wait_for_os_lock(claim, wait, &mut waited_since).await?;
-        }
+        let claim = take_slot(Arc::clone(&target), lock.mode(), wait, &mut waited_since).await?;
+        let claim = match lock.mode() {
+            Mode::Exclusive => lock_os(claim, wait, &mut waited_since).await?,
+            Mode::Shared => share_os_lock(claim, wait, &mut waited_since).await?,
+        };
         if claim.sidecar().is_at_path()? {
             if let Some(since) = waited_since {
-                log::debug!(
-                    "acquired lock on {} after {:?}",
-                    lock.path().display(),
-                    since.elapsed()
-                );
+                let path = lock.path().display();
+                log::debug!("acquired lock on {path} after {:?}", since.elapsed());
             }
             let registration = held.map(|held| held.register(lock.tier(), Some(target)));
             return Ok(PackLockHold::new(claim, registration));
@@ -265,96 +264,98 @@ fn check_before_waiting(
     Ok(())
 }
 
-/// Step 1: the in-process slot.
+/// Step 1: the in-process slot, for writing (exclusive) or reading (shared).
 async fn take_slot(
     target: Arc<Target>,
+    mode: Mode,
     wait: Wait,
     waited_since: &mut Option<Instant>,
 ) -> Result<Claim, PackLockError> {
-    if let Some(slot) = target.slot.try_lock_arc() {
-        return Ok(Claim::new(slot, target));
+    let slot = &target.slot;
+    let ready = match mode {
+        Mode::Exclusive => slot.try_write_arc().map(SlotGuard::Exclusive),
+        Mode::Shared => slot.try_read_arc().map(SlotGuard::Shared),
+    };
+    if let Some(guard) = ready {
+        return Ok(Claim::new(guard, target));
+    }
+    if wait == Wait::Never {
+        return Err(PackLockError::busy(target.sidecar.path()));
     }
     waited_since.get_or_insert_with(Instant::now);
-    let slot = match wait {
-        Wait::Never => return Err(PackLockError::busy(target.sidecar.path())),
-        Wait::Thread => target.slot.lock_arc_blocking(),
-        Wait::Task => target.slot.lock_arc().await,
+    let guard = match (mode, wait) {
+        (Mode::Exclusive, Wait::Thread) => SlotGuard::Exclusive(slot.write_arc_blocking()),
+        (Mode::Exclusive, _) => SlotGuard::Exclusive(slot.write_arc().await),
+        (Mode::Shared, Wait::Thread) => SlotGuard::Shared(slot.read_arc_blocking()),
+        (Mode::Shared, _) => SlotGuard::Shared(slot.read_arc().await),
     };
-    Ok(Claim::new(slot, target))
+    Ok(Claim::new(guard, target))
 }
 
-/// Step 3: the OS lock is busy, so wait for it as `wait` allows.
-async fn wait_for_os_lock(
-    claim: Claim,
+/// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
+/// else by waiting as `wait` allows.
+async fn lock_os(
+    mut claim: Claim,
     wait: Wait,
     waited_since: &mut Option<Instant>,
 ) -> Result<Claim, PackLockError> {
+    if claim.try_lock()? {
+        return Ok(claim);
+    }
+    let (claim, ()) = wait_for_os_lock(claim, (), wait, waited_since).await?;
+    Ok(claim)
+}
+
+/// Steps 2 and 3 for a shared claim: join the process's shared lease if
+/// another shared hold has one; otherwise take it from the OS, holding the
+/// lease mutex so that the other readers of this process wait here rather
+/// than in the kernel.
+async fn share_os_lock(
+    mut claim: Claim,
+    wait: Wait,
+    waited_since: &mut Option<Instant>,
+) -> Result<Claim, PackLockError> {
+    let leases = claim.shared_lease();
+    let current = match leases.try_lock_arc() {
+        Some(current) => current,
+        None if wait == Wait::Never => return Err(PackLockError::busy(claim.sidecar().path())),
+        None if wait == Wait::Thread => leases.lock_arc_blocking(),
+        None => leases.lock_arc().await,
+    };
+    if let Some(lease) = current.upgrade() {
+        claim.join(lease);
+        return Ok(claim);
+    }
+    let (claim, mut current) = if claim.try_lock()? {
+        (claim, current)
+    } else {
+        wait_for_os_lock(claim, current, wait, waited_since).await?
+    };
+    if let Some(lease) = claim.lease() {
+        *current = Arc::downgrade(lease);
+    }
+    Ok(claim)
+}
+
+/// Step 3: the OS lock is busy, so wait for it as `wait` allows. An async
+/// wait runs on the blocking pool, and the pool job owns the claim and
+/// `passenger` (whatever else must stay held while it waits), so a caller
+/// that goes away leaves a job that releases everything once granted.
+async fn wait_for_os_lock<P: Send + 'static>(
+    claim: Claim,
+    passenger: P,
+    wait: Wait,
+    waited_since: &mut Option<Instant>,
+) -> Result<(Claim, P), PackLockError> {
     let path = claim.sidecar().path();
     if wait == Wait::Never {
         return Err(PackLockError::busy(path));
     }
     log::debug!("waiting for lock on {}: another process holds it", path.display());
     waited_since.get_or_insert_with(Instant::now);
+    let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
     match wait {
-        Wait::Task => blocking::unblock(move || claim.lock_blocking()).await,
-        _ => claim.lock_blocking(),
-    }
-}
-
-/// What an acquire holds so far: the slot, and once granted the OS lock.
-/// Dropping it — for example when the caller of an async acquire went away
-/// while a pool thread waited in the OS lock — releases whatever it holds:
-/// OS lock first, then the slot, then (with the last reference) the file.
-#[derive(Debug)]
-pub(crate) struct Claim {
-    os_locked: bool,
-    // Field order is drop order: the slot goes before the file closes.
-    _slot: SlotGuard,
-    target: Arc<Target>,
-}
-
-impl Claim {
-    fn new(slot: SlotGuard, target: Arc<Target>) -> Self {
-        Self { os_locked: false, _slot: slot, target }
-    }
-
-    pub(crate) fn sidecar(&self) -> &crate::sidecar::Sidecar {
-        &self.target.sidecar
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.sidecar().path()
-    }
-
-    /// Step 2: takes the OS lock if it is free; `Ok(false)` when busy.
-    fn try_lock(&mut self) -> Result<bool, PackLockError> {
-        self.os_locked = self.sidecar().try_lock()?;
-        Ok(self.os_locked)
-    }
-
-    fn lock_blocking(mut self) -> Result<Self, PackLockError> {
-        self.sidecar().lock()?;
-        self.os_locked = true;
-        Ok(self)
-    }
-
-    /// Releases the OS lock now, reporting failure; the slot and file follow
-    /// when `self` drops.
-    pub(crate) fn release(mut self) -> Result<(), PackLockError> {
-        self.os_locked = false;
-        self.sidecar().unlock()
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if !self.os_locked {
-            return;
-        }
-        if let Err(e) = self.sidecar().unlock() {
-            // Unlocking fails only for a broken descriptor; there is
-            // nothing better to do in a destructor than to say so.
-            log::warn!("cannot release: {e}");
-        }
+        Wait::Task => blocking::unblock(job).await,
+        _ => job(),
     }
 }

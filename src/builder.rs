@@ -24,6 +24,7 @@ use crate::{PACK_LOCK_FILE_NAME, PackLock, PackLockError, Tier};
 #[must_use = "a builder does nothing until `.open()` is called"]
 pub struct PackLockBuilder {
     location: Location,
+    shared: bool,
     tier: Option<Tier>,
 }
 
@@ -38,11 +39,15 @@ enum Location {
 impl PackLockBuilder {
     pub(crate) fn sidecar(dir: &Path) -> Self {
         let file_name = OsString::from(PACK_LOCK_FILE_NAME);
-        Self { location: Location::Sidecar { dir: dir.to_path_buf(), file_name }, tier: None }
+        Self {
+            location: Location::Sidecar { dir: dir.to_path_buf(), file_name },
+            shared: false,
+            tier: None,
+        }
     }
 
     pub(crate) fn file(path: &Path) -> Self {
-        Self { location: Location::File(path.to_path_buf()), tier: None }
+        Self { location: Location::File(path.to_path_buf()), shared: false, tier: None }
     }
 
     /// Names the sidecar file inside the directory, instead of
@@ -64,6 +69,37 @@ impl PackLockBuilder {
         if let Location::Sidecar { file_name, .. } = &mut self.location {
             *file_name = name.as_ref().to_os_string();
         }
+        self
+    }
+
+    /// Makes every acquire of this lock take a **shared** hold: any number
+    /// of shared holds coexist, in this process and in others (including
+    /// `flock -s`), while exclusive holds exclude them and are excluded by
+    /// them. Default: exclusive.
+    ///
+    /// A lock is either shared or exclusive for its whole life: there is no
+    /// upgrade or downgrade, because the OS cannot convert a `flock` lock
+    /// atomically (it releases the old lock first, letting others in). To
+    /// change mode, release and acquire a lock opened the other way.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::PackLock;
+    ///
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let readers = PackLock::builder(dir.path()).shared(true).open()?;
+    /// let first = readers.acquire()?;
+    /// let second = readers.try_acquire()?; // shared holds coexist
+    /// let writer = PackLock::open(dir.path())?;
+    /// assert!(writer.try_acquire().is_err()); // an exclusive one must wait
+    /// # drop((first, second));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -115,8 +151,8 @@ impl PackLockBuilder {
     /// # }
     /// ```
     pub fn open(self) -> Result<PackLock, PackLockError> {
-        let tier = self.tier;
-        PackLock::with_path(self.lock_file_path()?, tier)
+        let (shared, tier) = (self.shared, self.tier);
+        PackLock::with_options(self.lock_file_path()?, shared, tier)
     }
 
     fn lock_file_path(self) -> Result<PathBuf, PackLockError> {

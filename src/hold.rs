@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::PackLockError;
-use crate::acquire::Claim;
+use crate::claim::Claim;
 use crate::tier::Registration;
 
 /// Proof that the lock is held, returned by every acquire method. The lock
@@ -55,7 +55,7 @@ impl PackLockHold {
     /// # }
     /// ```
     pub fn path(&self) -> &Path {
-        self.claim.path()
+        self.claim.sidecar().path()
     }
 
     /// Checks that the locked file is still the file at [`path`](Self::path).

@@ -186,6 +186,7 @@
 mod acquire;
 mod builder;
 mod cancel;
+mod claim;
 mod deadline;
 mod error;
 mod hold;

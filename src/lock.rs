@@ -10,7 +10,7 @@ use futures_lite::future;
 use crate::acquire::{self, Wait};
 use crate::deadline::block_on_until;
 use crate::registry::{self, Slot};
-use crate::sidecar::Sidecar;
+use crate::sidecar::{Mode, Sidecar};
 use crate::tier::HeldContext;
 use crate::{PackLockBuilder, PackLockError, PackLockHold, Tier};
 
@@ -39,6 +39,7 @@ use crate::{PackLockBuilder, PackLockError, PackLockHold, Tier};
 /// ```
 pub struct PackLock {
     path: PathBuf,
+    mode: Mode,
     tier: Option<Tier>,
     /// The lock file as opened now; replaced when the file at `path` turns
     /// out to be another one (see [`PackLock::reopen`]).
@@ -140,9 +141,14 @@ impl PackLock {
         PackLockBuilder::file(path.as_ref())
     }
 
-    pub(crate) fn with_path(path: PathBuf, tier: Option<Tier>) -> Result<Self, PackLockError> {
+    pub(crate) fn with_options(
+        path: PathBuf,
+        shared: bool,
+        tier: Option<Tier>,
+    ) -> Result<Self, PackLockError> {
         let target = Target::open(&path)?;
-        Ok(Self { path, tier, current: Mutex::new(Arc::new(target)) })
+        let mode = if shared { Mode::Shared } else { Mode::Exclusive };
+        Ok(Self { path, mode, tier, current: Mutex::new(Arc::new(target)) })
     }
 
     /// The lock file's path (absolute).
@@ -159,6 +165,26 @@ impl PackLock {
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this lock takes shared holds ([`PackLockBuilder::shared`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// assert!(!packlock::PackLock::open(dir.path())?.is_shared());
+    /// assert!(packlock::PackLock::builder(dir.path()).shared(true).open()?.is_shared());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_shared(&self) -> bool {
+        self.mode == Mode::Shared
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// The lock's [`Tier`], if it was [given one](PackLockBuilder::tier).

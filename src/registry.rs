@@ -1,10 +1,12 @@
 //! The process-wide registry of in-process slots, one per lock file.
 //!
 //! Every [`PackLock`](crate::PackLock) on one file — whatever path, symlink or
-//! hard link it was opened through — shares one slot, an `async-lock` mutex.
-//! Only the slot's holder goes on to the OS lock, so a process sends at most
-//! one waiter per lock file to the kernel, and waiters inside the process
-//! queue fairly in user space.
+//! hard link it was opened through — shares one slot, an `async-lock`
+//! read-write lock: exclusive acquires take it for writing, shared ones for
+//! reading. Only the slot's writer, or the one reader that takes the
+//! process's shared [`Lease`], goes on to the OS lock, so a process sends at
+//! most one waiter per lock file to the kernel, and waiters inside the
+//! process queue fairly in user space.
 //!
 //! The registry holds only `Weak` references, and a slot removes its own
 //! entry when its last user drops it, so the registry holds exactly the
@@ -13,14 +15,26 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
+use async_lock::{RwLockReadGuardArc, RwLockWriteGuardArc};
+
+use crate::claim::Lease;
 use crate::sidecar::FileKey;
 
-/// The in-process lock for one lock file. Its value is the registry entry's
-/// key, so that dropping the last slot can remove that entry.
-pub(crate) type Slot = async_lock::Mutex<Entry>;
+/// The in-process lock for one lock file. Its value is the registry entry:
+/// its key, so that dropping the last slot can remove that entry, and the
+/// process's shared OS lease on the file.
+pub(crate) type Slot = async_lock::RwLock<Entry>;
 
 /// A held slot, owned (no borrow), so it can move onto a pool thread.
-pub(crate) type SlotGuard = async_lock::MutexGuardArc<Entry>;
+#[derive(Debug)]
+pub(crate) enum SlotGuard {
+    Exclusive(RwLockWriteGuardArc<Entry>),
+    Shared(RwLockReadGuardArc<Entry>),
+}
+
+/// The process's shared OS lock on a file, if any shared hold has it now;
+/// the mutex makes one reader at a time take it from the OS.
+pub(crate) type SharedLease = Arc<async_lock::Mutex<Weak<Lease>>>;
 
 type Map = HashMap<FileKey, Weak<Slot>>;
 
@@ -30,6 +44,7 @@ static REGISTRY: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
 #[derive(Debug)]
 pub(crate) struct Entry {
     key: FileKey,
+    pub(crate) shared_lease: SharedLease,
 }
 
 impl Drop for Entry {
@@ -49,7 +64,8 @@ pub(crate) fn slot_for(key: &FileKey) -> Arc<Slot> {
     if let Some(slot) = map.get(key).and_then(Weak::upgrade) {
         return slot;
     }
-    let slot = Arc::new(async_lock::Mutex::new(Entry { key: key.clone() }));
+    let entry = Entry { key: key.clone(), shared_lease: SharedLease::default() };
+    let slot = Arc::new(async_lock::RwLock::new(entry));
     map.insert(key.clone(), Arc::downgrade(&slot));
     slot
 }

@@ -12,6 +12,13 @@ use std::path::{Path, PathBuf};
 
 use crate::PackLockError;
 
+/// How a lock is held: by one holder, or by any number of shared holders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Exclusive,
+    Shared,
+}
+
 /// An open lock file and the identity it had when it was opened.
 #[derive(Debug)]
 pub(crate) struct Sidecar {
@@ -37,10 +44,15 @@ impl Sidecar {
         &self.key
     }
 
-    /// Takes the exclusive OS lock if nobody holds it: `Ok(false)` when busy.
-    pub(crate) fn try_lock(&self) -> Result<bool, PackLockError> {
+    /// Takes the OS lock in `mode` if no one holds it in a conflicting
+    /// mode: `Ok(false)` when busy.
+    pub(crate) fn try_lock(&self, mode: Mode) -> Result<bool, PackLockError> {
         loop {
-            match self.file.try_lock() {
+            let attempt = match mode {
+                Mode::Exclusive => self.file.try_lock(),
+                Mode::Shared => self.file.try_lock_shared(),
+            };
+            match attempt {
                 Ok(()) => return Ok(true),
                 Err(TryLockError::WouldBlock) => return Ok(false),
                 Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -49,9 +61,13 @@ impl Sidecar {
         }
     }
 
-    /// Blocks the calling thread until the exclusive OS lock is granted.
-    pub(crate) fn lock(&self) -> Result<(), PackLockError> {
-        retry_interrupted(|| self.file.lock()).map_err(|e| self.error(e))
+    /// Blocks the calling thread until the OS lock is granted in `mode`.
+    pub(crate) fn lock(&self, mode: Mode) -> Result<(), PackLockError> {
+        let call = || match mode {
+            Mode::Exclusive => self.file.lock(),
+            Mode::Shared => self.file.lock_shared(),
+        };
+        retry_interrupted(call).map_err(|e| self.error(e))
     }
 
     pub(crate) fn unlock(&self) -> Result<(), PackLockError> {
