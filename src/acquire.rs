@@ -10,13 +10,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::future;
 
 use crate::claim::Claim;
 use crate::lock::Target;
 use crate::registry::SlotGuard;
+use crate::report::WaitWatch;
 use crate::sidecar::Mode;
 use crate::tier::HeldContext;
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
@@ -224,18 +225,22 @@ pub(crate) async fn run(
     if let Some(held) = &held {
         check_before_waiting(lock, wait, held)?;
     }
-    let mut waited_since = None;
+    let mut waiter =
+        Waiter { wait, log_after: lock.options().log_wait_after, watch: WaitWatch::default() };
     loop {
         let target = lock.target();
-        let claim = take_slot(Arc::clone(&target), lock.mode(), wait, &mut waited_since).await?;
+        let claim = take_slot(Arc::clone(&target), lock.mode(), &mut waiter).await?;
         let claim = match lock.mode() {
-            Mode::Exclusive => lock_os(claim, wait, &mut waited_since).await?,
-            Mode::Shared => share_os_lock(claim, wait, &mut waited_since).await?,
+            Mode::Exclusive => lock_os(claim, &mut waiter).await?,
+            Mode::Shared => share_os_lock(claim, &mut waiter).await?,
         };
         if claim.sidecar().is_at_path()? {
-            if let Some(since) = waited_since {
+            if let Some(since) = waiter.watch.since() {
                 let path = lock.path().display();
                 log::debug!("acquired lock on {path} after {:?}", since.elapsed());
+            }
+            if let (false, Some(label)) = (claim.joined(), &lock.options().label) {
+                claim.sidecar().record_holder(label);
             }
             let registration = held.map(|held| held.register(lock.tier(), Some(target)));
             return Ok(PackLockHold::new(claim, registration));
@@ -243,6 +248,25 @@ pub(crate) async fn run(
         log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
         drop(claim);
         lock.reopen(&target)?;
+    }
+}
+
+/// How one acquire waits, and what it notes while it does.
+struct Waiter {
+    wait: Wait,
+    log_after: Duration,
+    watch: WaitWatch,
+}
+
+impl Waiter {
+    /// The acquire cannot have the lock at once: fails with `Busy` (naming
+    /// the holder where known) if it may not wait; otherwise notes the wait.
+    fn must_wait(&mut self, target: &Arc<Target>) -> Result<(), PackLockError> {
+        if self.wait == Wait::Never {
+            return Err(PackLockError::busy(&target.sidecar));
+        }
+        self.watch.waiting(target, self.log_after);
+        Ok(())
     }
 }
 
@@ -268,8 +292,7 @@ fn check_before_waiting(
 async fn take_slot(
     target: Arc<Target>,
     mode: Mode,
-    wait: Wait,
-    waited_since: &mut Option<Instant>,
+    waiter: &mut Waiter,
 ) -> Result<Claim, PackLockError> {
     let slot = &target.slot;
     let ready = match mode {
@@ -279,11 +302,8 @@ async fn take_slot(
     if let Some(guard) = ready {
         return Ok(Claim::new(guard, target));
     }
-    if wait == Wait::Never {
-        return Err(PackLockError::busy(target.sidecar.path()));
-    }
-    waited_since.get_or_insert_with(Instant::now);
-    let guard = match (mode, wait) {
+    waiter.must_wait(&target)?;
+    let guard = match (mode, waiter.wait) {
         (Mode::Exclusive, Wait::Thread) => SlotGuard::Exclusive(slot.write_arc_blocking()),
         (Mode::Exclusive, _) => SlotGuard::Exclusive(slot.write_arc().await),
         (Mode::Shared, Wait::Thread) => SlotGuard::Shared(slot.read_arc_blocking()),
@@ -293,16 +313,12 @@ async fn take_slot(
 }
 
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
-/// else by waiting as `wait` allows.
-async fn lock_os(
-    mut claim: Claim,
-    wait: Wait,
-    waited_since: &mut Option<Instant>,
-) -> Result<Claim, PackLockError> {
+/// else by waiting as the waiter may.
+async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
     if claim.try_lock()? {
         return Ok(claim);
     }
-    let (claim, ()) = wait_for_os_lock(claim, (), wait, waited_since).await?;
+    let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
     Ok(claim)
 }
 
@@ -310,17 +326,17 @@ async fn lock_os(
 /// another shared hold has one; otherwise take it from the OS, holding the
 /// lease mutex so that the other readers of this process wait here rather
 /// than in the kernel.
-async fn share_os_lock(
-    mut claim: Claim,
-    wait: Wait,
-    waited_since: &mut Option<Instant>,
-) -> Result<Claim, PackLockError> {
+async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
     let leases = claim.shared_lease();
     let current = match leases.try_lock_arc() {
         Some(current) => current,
-        None if wait == Wait::Never => return Err(PackLockError::busy(claim.sidecar().path())),
-        None if wait == Wait::Thread => leases.lock_arc_blocking(),
-        None => leases.lock_arc().await,
+        None => {
+            waiter.must_wait(claim.target())?;
+            match waiter.wait {
+                Wait::Thread => leases.lock_arc_blocking(),
+                _ => leases.lock_arc().await,
+            }
+        }
     };
     if let Some(lease) = current.upgrade() {
         claim.join(lease);
@@ -329,7 +345,7 @@ async fn share_os_lock(
     let (claim, mut current) = if claim.try_lock()? {
         (claim, current)
     } else {
-        wait_for_os_lock(claim, current, wait, waited_since).await?
+        wait_for_os_lock(claim, current, waiter).await?
     };
     if let Some(lease) = claim.lease() {
         *current = Arc::downgrade(lease);
@@ -337,24 +353,20 @@ async fn share_os_lock(
     Ok(claim)
 }
 
-/// Step 3: the OS lock is busy, so wait for it as `wait` allows. An async
+/// Step 3: the OS lock is busy, so wait for it as the waiter may. An async
 /// wait runs on the blocking pool, and the pool job owns the claim and
 /// `passenger` (whatever else must stay held while it waits), so a caller
 /// that goes away leaves a job that releases everything once granted.
 async fn wait_for_os_lock<P: Send + 'static>(
     claim: Claim,
     passenger: P,
-    wait: Wait,
-    waited_since: &mut Option<Instant>,
+    waiter: &mut Waiter,
 ) -> Result<(Claim, P), PackLockError> {
+    waiter.must_wait(claim.target())?;
     let path = claim.sidecar().path();
-    if wait == Wait::Never {
-        return Err(PackLockError::busy(path));
-    }
     log::debug!("waiting for lock on {}: another process holds it", path.display());
-    waited_since.get_or_insert_with(Instant::now);
     let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
-    match wait {
+    match waiter.wait {
         Wait::Task => blocking::unblock(job).await,
         _ => job(),
     }

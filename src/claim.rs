@@ -17,13 +17,15 @@ use crate::sidecar::{Mode, Sidecar};
 pub(crate) struct Claim {
     // Field order is drop order.
     lease: Option<Arc<Lease>>,
+    /// The lease is another shared hold's (so its holder record is too).
+    joined: bool,
     slot: SlotGuard,
     target: Arc<Target>,
 }
 
 impl Claim {
     pub(crate) fn new(slot: SlotGuard, target: Arc<Target>) -> Self {
-        Self { lease: None, slot, target }
+        Self { lease: None, joined: false, slot, target }
     }
 
     pub(crate) fn mode(&self) -> Mode {
@@ -58,6 +60,17 @@ impl Claim {
     /// Joins the process's existing shared lease.
     pub(crate) fn join(&mut self, lease: Arc<Lease>) {
         self.lease = Some(lease);
+        self.joined = true;
+    }
+
+    /// Whether this claim joined another shared hold's lease.
+    pub(crate) fn joined(&self) -> bool {
+        self.joined
+    }
+
+    /// The lock file as opened by the acquiring `PackLock`.
+    pub(crate) fn target(&self) -> &Arc<Target> {
+        &self.target
     }
 
     /// Takes the OS lock if it is free; `Ok(false)` when busy.

@@ -4,6 +4,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::Holder;
+use crate::sidecar::Sidecar;
+
 /// Why opening, acquiring or releasing a [`PackLock`](crate::PackLock) failed.
 ///
 /// Every variant that concerns a file names it, so the message alone tells the
@@ -42,11 +45,13 @@ pub enum PackLockError {
 
     /// The lock is held by someone else (another process, thread or task,
     /// or the caller itself) and the acquire was not allowed to wait.
-    #[error("lock file `{}` is busy: another holder has it", path.display())]
+    #[error("lock file `{}` is busy: held by {}", path.display(), held_by(holder.as_ref()))]
     #[non_exhaustive]
     Busy {
         /// The lock file.
         path: PathBuf,
+        /// Who holds it, where that can be known (see [`Holder`]).
+        holder: Option<Holder>,
     },
 
     /// The calling thread (sync) or [scope](crate::with_tier_scope) (async)
@@ -111,9 +116,18 @@ impl PackLockError {
         Self::Io { path: path.into(), source }
     }
 
-    pub(crate) fn busy(path: impl Into<PathBuf>) -> Self {
-        Self::Busy { path: path.into() }
+    /// `Busy`, naming the current holder of `sidecar` where it can be known
+    /// (preferring one with a label).
+    pub(crate) fn busy(sidecar: &Sidecar) -> Self {
+        let mut holders = sidecar.holders();
+        let labelled = holders.iter().position(|h| h.label.is_some()).unwrap_or(0);
+        let holder = (labelled < holders.len()).then(|| holders.swap_remove(labelled));
+        Self::Busy { path: sidecar.path().to_path_buf(), holder }
     }
+}
+
+fn held_by(holder: Option<&Holder>) -> String {
+    holder.map_or_else(|| "another holder".to_string(), Holder::to_string)
 }
 
 /// Why a cancellable acquire

@@ -190,8 +190,10 @@ mod claim;
 mod deadline;
 mod error;
 mod hold;
+mod holder;
 mod lock;
 mod registry;
+mod report;
 pub mod rt;
 mod sidecar;
 mod tier;
@@ -200,6 +202,7 @@ pub use builder::PackLockBuilder;
 pub use cancel::{CancelSignal, CancellationToken, WaitForCancellation};
 pub use error::{PackLockError, PackLockErrorOrCancelled};
 pub use hold::PackLockHold;
+pub use holder::Holder;
 pub use lock::PackLock;
 pub use tier::{
     Tier, TierGuard, TierPolicy, TierScope, set_tier_policy, tier_policy, with_tier,

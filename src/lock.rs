@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::acquire::{self, Wait};
+use crate::builder::Options;
 use crate::deadline::block_on_until;
 use crate::registry::{self, Slot};
 use crate::sidecar::{Mode, Sidecar};
 use crate::tier::HeldContext;
-use crate::{PackLockBuilder, PackLockError, PackLockHold, Tier};
+use crate::{Holder, PackLockBuilder, PackLockError, PackLockHold, Tier};
 
 /// A lock on a directory (a "pack") or on any file path, excluding other
 /// processes, threads and async tasks.
@@ -40,7 +41,7 @@ use crate::{PackLockBuilder, PackLockError, PackLockHold, Tier};
 pub struct PackLock {
     path: PathBuf,
     mode: Mode,
-    tier: Option<Tier>,
+    options: Options,
     /// The lock file as opened now; replaced when the file at `path` turns
     /// out to be another one (see [`PackLock::reopen`]).
     current: Mutex<Arc<Target>>,
@@ -141,14 +142,14 @@ impl PackLock {
         PackLockBuilder::file(path.as_ref())
     }
 
-    pub(crate) fn with_options(
-        path: PathBuf,
-        shared: bool,
-        tier: Option<Tier>,
-    ) -> Result<Self, PackLockError> {
+    pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
         let target = Target::open(&path)?;
-        let mode = if shared { Mode::Shared } else { Mode::Exclusive };
-        Ok(Self { path, mode, tier, current: Mutex::new(Arc::new(target)) })
+        let mode = if options.shared { Mode::Shared } else { Mode::Exclusive };
+        Ok(Self { path, mode, options, current: Mutex::new(Arc::new(target)) })
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.options
     }
 
     /// The lock file's path (absolute).
@@ -199,7 +200,31 @@ impl PackLock {
     /// # }
     /// ```
     pub fn tier(&self) -> Option<Tier> {
-        self.tier
+        self.options.tier
+    }
+
+    /// Who holds this lock now, as far as can be known: on Linux every
+    /// `flock` holder of the file from `/proc/locks` (packlock or not, this
+    /// process included), with the label and start time of packlock holders
+    /// that set a [label](PackLockBuilder::label); elsewhere only the record
+    /// of the last labelled holder, which may be stale. Empty when the lock
+    /// is free or nothing can be known.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::builder(dir.path()).label("backup").open()?;
+    /// assert!(lock.holders().is_empty());
+    /// let _hold = lock.acquire()?;
+    /// # #[cfg(target_os = "linux")]
+    /// assert_eq!(lock.holders()[0].pid, std::process::id());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn holders(&self) -> Vec<Holder> {
+        self.target().sidecar.holders()
     }
 
     /// Blocks the calling thread until the lock is held.

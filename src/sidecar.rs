@@ -40,6 +40,16 @@ impl Sidecar {
         &self.path
     }
 
+    /// Who holds this file's lock now, as far as can be known.
+    pub(crate) fn holders(&self) -> Vec<crate::Holder> {
+        crate::holder::holders(&self.path, &self.key)
+    }
+
+    /// Records this process, labelled `label`, as the holder (best effort).
+    pub(crate) fn record_holder(&self, label: &str) {
+        crate::holder::write_record(&self.file, label);
+    }
+
     pub(crate) fn key(&self) -> &FileKey {
         &self.key
     }
@@ -143,6 +153,16 @@ impl FileKey {
     fn of(meta: &fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self { dev: meta.dev(), ino: meta.ino() }
+    }
+
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn dev(&self) -> u64 {
+        self.dev
+    }
+
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn ino(&self) -> u64 {
+        self.ino
     }
 }
 

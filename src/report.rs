@@ -1,0 +1,135 @@
+//! The one "waiting for lock on PATH held by ..." info line for waits that
+//! last longer than a threshold, like cargo's "Blocking waiting for file
+//! lock".
+//!
+//! A waiting thread cannot log while it is blocked in the OS, so one
+//! reporter thread per process, started on the first wait that may need
+//! it, logs for every wait whose deadline passes. Waits that end sooner
+//! take their entry back, so short waits log nothing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::lock::Target;
+
+/// The state of one acquire's waiting: when it started, and its pending
+/// log line. Dropping it (the acquire ended, one way or another) takes the
+/// line back if it was not logged yet.
+#[derive(Debug, Default)]
+pub(crate) struct WaitWatch {
+    since: Option<Instant>,
+    pending: Option<Pending>,
+}
+
+impl WaitWatch {
+    /// Notes that the acquire waits for `target` (from now, unless it
+    /// already did), and arranges the log line for `after` from the start.
+    pub(crate) fn waiting(&mut self, target: &Arc<Target>, after: Duration) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.pending.is_none() && log::log_enabled!(log::Level::Info) {
+            self.pending = Reporter::get().map(|r| r.schedule(since + after, Arc::clone(target)));
+        }
+    }
+
+    /// When the acquire started waiting, if it did.
+    pub(crate) fn since(&self) -> Option<Instant> {
+        self.since
+    }
+}
+
+/// A scheduled log line.
+#[derive(Debug)]
+struct Pending {
+    at: Instant,
+    id: u64,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(reporter) = REPORTER.get().and_then(Option::as_ref) {
+            reporter.queue().remove(&(self.at, self.id));
+        }
+    }
+}
+
+type Queue = BTreeMap<(Instant, u64), Arc<Target>>;
+
+struct Reporter {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    next_id: AtomicU64,
+}
+
+/// `None` when the reporter thread could not be started: then waits are
+/// simply not reported.
+static REPORTER: OnceLock<Option<Reporter>> = OnceLock::new();
+
+impl Reporter {
+    fn get() -> Option<&'static Reporter> {
+        REPORTER.get_or_init(Self::start).as_ref()
+    }
+
+    fn start() -> Option<Reporter> {
+        let spawned = std::thread::Builder::new()
+            .name("packlock-wait-reporter".into())
+            .spawn(|| Reporter::get().map_or((), Reporter::run));
+        match spawned {
+            Ok(_) => Some(Reporter {
+                queue: Mutex::default(),
+                changed: Condvar::new(),
+                next_id: AtomicU64::new(0),
+            }),
+            Err(e) => {
+                log::debug!("cannot start the wait reporter: {e}");
+                None
+            }
+        }
+    }
+
+    fn schedule(&self, at: Instant, target: Arc<Target>) -> Pending {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.queue().insert((at, id), target);
+        self.changed.notify_one();
+        Pending { at, id }
+    }
+
+    /// Sleeps until the earliest deadline, logs every wait that reached its
+    /// deadline, and repeats.
+    fn run(&self) {
+        let mut queue = self.queue();
+        loop {
+            let now = Instant::now();
+            queue = match queue.first_key_value().map(|(&(at, _), _)| at) {
+                None => self.changed.wait(queue).unwrap_or_else(PoisonError::into_inner),
+                Some(at) if at > now => {
+                    let waited = self.changed.wait_timeout(queue, at - now);
+                    waited.unwrap_or_else(PoisonError::into_inner).0
+                }
+                Some(_) => {
+                    let due = queue.pop_first();
+                    drop(queue);
+                    if let Some((_, target)) = due {
+                        log_waiting(&target);
+                    }
+                    self.queue()
+                }
+            };
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn log_waiting(target: &Target) {
+    let path = target.sidecar.path().display();
+    let holders = target.sidecar.holders();
+    let labelled = holders.iter().find(|h| h.label.is_some());
+    match labelled.or(holders.first()) {
+        Some(holder) => log::info!("waiting for lock on {path} held by {holder}"),
+        None => log::info!("waiting for lock on {path} held by another holder"),
+    }
+}
