@@ -174,11 +174,32 @@
 //!   the next acquirer detects it and reopens, and [`PackLockHold::validate`]
 //!   lets a holder detect it.
 //!
+//! # Shared mode
+//!
+//! [`PackLockBuilder::shared`] makes every acquire of a lock take a shared
+//! hold: shared holds coexist (in a process, across processes, and with
+//! `flock -s`) and exclude exclusive ones both ways. All shared holds of a
+//! process on one file share one OS lock, taken by the first and released
+//! by the last, so the process still sends at most one waiter to the
+//! kernel. There is no upgrade or downgrade: `flock` converts a lock by
+//! releasing it first, which would let others in.
+//!
+//! # Who holds it
+//!
+//! [`PackLockError::Busy`] and the wait log line name the holder where it
+//! can be known — see [`Holder`] and [`PackLock::holders`]: on Linux every
+//! `flock` holder by pid (from `/proc/locks`, so other programs too), plus
+//! the label and start time of packlock holders whose lock has a
+//! [label](PackLockBuilder::label).
+//!
 //! # Logging
 //!
-//! packlock logs through the [`log`] facade: `debug` when an acquire has to
-//! wait and when it gets the lock after waiting, and `warn` only when
-//! unlocking fails. Nothing is logged on the uncontended path.
+//! packlock logs through the [`log`] facade: `info` once when a wait lasts
+//! longer than its threshold ([`PackLockBuilder::log_wait_after`], default
+//! one second), naming the holder; `debug` when an acquire has to wait and
+//! when it gets the lock after waiting; `error` for tier violations under
+//! [`TierPolicy::Log`]; `warn` only when unlocking fails. Nothing is logged
+//! on the uncontended path.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
