@@ -18,6 +18,7 @@ use crate::claim::Claim;
 use crate::lock::Target;
 use crate::registry::SlotGuard;
 use crate::report::WaitWatch;
+use crate::shared::SharedLease;
 use crate::sidecar::Mode;
 use crate::tier::HeldContext;
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
@@ -239,7 +240,7 @@ pub(crate) async fn run(
                 let path = lock.path().display();
                 log::debug!("acquired lock on {path} after {:?}", since.elapsed());
             }
-            if let (false, Some(label)) = (claim.joined(), &lock.options().label) {
+            if let (true, Some(label)) = (claim.took_the_lock(), &lock.options().label) {
                 claim.sidecar().record_holder(label);
             }
             let registration = held.map(|held| held.register(lock.tier(), Some(target)));
@@ -315,41 +316,38 @@ async fn take_slot(
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
 /// else by waiting as the waiter may.
 async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    if claim.try_lock()? {
+    let lease = claim.shared_lease(); // unused by exclusive claims
+    if claim.try_lock(&lease)? {
         return Ok(claim);
     }
-    let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
+    let (claim, ()) = wait_for_os_lock(claim, lease, (), waiter).await?;
     Ok(claim)
 }
 
-/// Steps 2 and 3 for a shared claim: join the process's shared lease if
-/// another shared hold has one; otherwise take it from the OS, holding the
-/// lease mutex so that the other readers of this process wait here rather
-/// than in the kernel.
+/// Steps 2 and 3 for a shared claim: join the process's shared OS lock if
+/// another shared hold has it; otherwise take it, holding the `taking`
+/// mutex so that the other readers of this process wait here rather than
+/// in the kernel.
 async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    let leases = claim.shared_lease();
-    let current = match leases.try_lock_arc() {
-        Some(current) => current,
+    let lease = claim.shared_lease();
+    if claim.try_join(&lease) {
+        return Ok(claim);
+    }
+    let taking = match lease.taking.try_lock_arc() {
+        Some(taking) => taking,
         None => {
             waiter.must_wait(claim.target())?;
             match waiter.wait {
-                Wait::Thread => leases.lock_arc_blocking(),
-                _ => leases.lock_arc().await,
+                Wait::Thread => lease.taking.lock_arc_blocking(),
+                _ => lease.taking.lock_arc().await,
             }
         }
     };
-    if let Some(lease) = current.upgrade() {
-        claim.join(lease);
+    // Another reader may have taken it while we waited for `taking`.
+    if claim.try_join(&lease) || claim.try_lock(&lease)? {
         return Ok(claim);
     }
-    let (claim, mut current) = if claim.try_lock()? {
-        (claim, current)
-    } else {
-        wait_for_os_lock(claim, current, waiter).await?
-    };
-    if let Some(lease) = claim.lease() {
-        *current = Arc::downgrade(lease);
-    }
+    let (claim, _taking) = wait_for_os_lock(claim, lease, taking, waiter).await?;
     Ok(claim)
 }
 
@@ -359,13 +357,14 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
 /// that goes away leaves a job that releases everything once granted.
 async fn wait_for_os_lock<P: Send + 'static>(
     claim: Claim,
+    lease: Arc<SharedLease>,
     passenger: P,
     waiter: &mut Waiter,
 ) -> Result<(Claim, P), PackLockError> {
     waiter.must_wait(claim.target())?;
     let path = claim.sidecar().path();
     log::debug!("waiting for lock on {}: another process holds it", path.display());
-    let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
+    let job = move || claim.lock_blocking(&lease).map(|claim| (claim, passenger));
     match waiter.wait {
         Wait::Task => blocking::unblock(job).await,
         _ => job(),

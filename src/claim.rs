@@ -1,31 +1,40 @@
-//! What an acquire holds: the in-process slot and, once granted, a lease on
-//! the OS lock.
+//! What an acquire holds: the in-process slot and, once granted, the OS
+//! lock (its own for an exclusive claim, a share of the process's for a
+//! shared one).
 
-use std::fmt;
 use std::sync::Arc;
 
 use crate::PackLockError;
 use crate::lock::Target;
-use crate::registry::{SharedLease, SlotGuard};
+use crate::registry::SlotGuard;
+use crate::shared::{Share, SharedLease};
 use crate::sidecar::{Mode, Sidecar};
 
 /// The slot, and once granted the OS lock. Dropping it — for example when
 /// the caller of an async acquire went away while a pool thread waited in
-/// the OS lock — releases whatever it holds: the OS lock first (if this was
-/// its last lease), then the slot, then (with the last reference) the file.
+/// the OS lock — releases whatever it holds: the OS lock first, then the
+/// slot, then (with the last reference) the file.
 #[derive(Debug)]
 pub(crate) struct Claim {
     // Field order is drop order.
-    lease: Option<Arc<Lease>>,
-    /// The lease is another shared hold's (so its holder record is too).
-    joined: bool,
+    os: Option<OsLock>,
     slot: SlotGuard,
     target: Arc<Target>,
 }
 
+/// A granted OS lock.
+#[derive(Debug)]
+enum OsLock {
+    /// Ours alone, on our own file; unlocked on drop.
+    Exclusive(Exclusive),
+    /// Our part of the process's shared lock; `joined` when another shared
+    /// hold took it (and recorded the holder).
+    Shared { share: Share, joined: bool },
+}
+
 impl Claim {
     pub(crate) fn new(slot: SlotGuard, target: Arc<Target>) -> Self {
-        Self { lease: None, joined: false, slot, target }
+        Self { os: None, slot, target }
     }
 
     pub(crate) fn mode(&self) -> Mode {
@@ -35,17 +44,18 @@ impl Claim {
         }
     }
 
-    /// The file whose OS lock this claim has or will have.
+    /// The lock file as the acquiring `PackLock` opened it: its path is the
+    /// one to check and report, whichever open file holds the OS lock.
     pub(crate) fn sidecar(&self) -> &Sidecar {
-        match &self.lease {
-            Some(lease) => &lease.target.sidecar,
-            None => &self.target.sidecar,
-        }
+        &self.target.sidecar
     }
 
-    /// The process's shared lease slot for this file (shared claims only
-    /// use it).
-    pub(crate) fn shared_lease(&self) -> SharedLease {
+    pub(crate) fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// The process's shared lock on this file.
+    pub(crate) fn shared_lease(&self) -> Arc<SharedLease> {
         let entry = match &self.slot {
             SlotGuard::Exclusive(guard) => &**guard,
             SlotGuard::Shared(guard) => &**guard,
@@ -53,76 +63,73 @@ impl Claim {
         Arc::clone(&entry.shared_lease)
     }
 
-    pub(crate) fn lease(&self) -> Option<&Arc<Lease>> {
-        self.lease.as_ref()
+    /// Joins the process's shared lock if a shared hold has it now.
+    pub(crate) fn try_join(&mut self, lease: &Arc<SharedLease>) -> bool {
+        let share = lease.join();
+        let joined = share.is_some();
+        self.os = share.map(|share| OsLock::Shared { share, joined: true });
+        joined
     }
 
-    /// Joins the process's existing shared lease.
-    pub(crate) fn join(&mut self, lease: Arc<Lease>) {
-        self.lease = Some(lease);
-        self.joined = true;
+    /// Whether this claim took the OS lock itself (rather than joining
+    /// another shared hold's), and so should record itself as the holder.
+    pub(crate) fn took_the_lock(&self) -> bool {
+        !matches!(self.os, Some(OsLock::Shared { joined: true, .. }))
     }
 
-    /// Whether this claim joined another shared hold's lease.
-    pub(crate) fn joined(&self) -> bool {
-        self.joined
-    }
-
-    /// The lock file as opened by the acquiring `PackLock`.
-    pub(crate) fn target(&self) -> &Arc<Target> {
-        &self.target
-    }
-
-    /// Takes the OS lock if it is free; `Ok(false)` when busy.
-    pub(crate) fn try_lock(&mut self) -> Result<bool, PackLockError> {
+    /// Takes the OS lock on our file if it is free; `Ok(false)` when busy.
+    pub(crate) fn try_lock(&mut self, lease: &Arc<SharedLease>) -> Result<bool, PackLockError> {
         let locked = self.target.sidecar.try_lock(self.mode())?;
         if locked {
-            self.lease = Some(Lease::new(&self.target, self.mode()));
+            self.granted(lease);
         }
         Ok(locked)
     }
 
-    /// Blocks the calling thread until the OS lock is granted.
-    pub(crate) fn lock_blocking(mut self) -> Result<Self, PackLockError> {
+    /// Blocks the calling thread until the OS lock on our file is granted.
+    pub(crate) fn lock_blocking(mut self, lease: &Arc<SharedLease>) -> Result<Self, PackLockError> {
         self.target.sidecar.lock(self.mode())?;
-        self.lease = Some(Lease::new(&self.target, self.mode()));
+        self.granted(lease);
         Ok(self)
     }
 
-    /// Gives up this claim's share of the OS lock now, reporting failure
-    /// when it was the last one; the slot and file follow when `self` drops.
+    fn granted(&mut self, lease: &Arc<SharedLease>) {
+        self.os = Some(match self.mode() {
+            Mode::Exclusive => {
+                OsLock::Exclusive(Exclusive { target: Arc::clone(&self.target), released: false })
+            }
+            Mode::Shared => OsLock::Shared { share: lease.start(&self.target), joined: false },
+        });
+    }
+
+    /// Gives up this claim's OS lock now, reporting a failed unlock; the
+    /// slot and file follow when `self` drops.
     pub(crate) fn release(mut self) -> Result<(), PackLockError> {
-        match self.lease.take().and_then(Arc::into_inner) {
-            Some(lease) => lease.release(),
+        match self.os.take() {
+            Some(OsLock::Exclusive(exclusive)) => exclusive.release(),
+            Some(OsLock::Shared { share, .. }) => share.leave(),
             None => Ok(()),
         }
     }
 }
 
-/// A granted OS lock, unlocked when dropped. An exclusive claim has its own;
-/// all shared claims of a process on one file share one, so the first to
-/// arrive locks and the last to leave unlocks (the OS lock belongs to the
-/// open file, not to each claim).
-pub(crate) struct Lease {
+/// An exclusive OS lock on one open file, unlocked when dropped.
+#[derive(Debug)]
+struct Exclusive {
     target: Arc<Target>,
-    mode: Mode,
-    unlocked: bool,
+    released: bool,
 }
 
-impl Lease {
-    fn new(target: &Arc<Target>, mode: Mode) -> Arc<Self> {
-        Arc::new(Self { target: Arc::clone(target), mode, unlocked: false })
-    }
-
+impl Exclusive {
     fn release(mut self) -> Result<(), PackLockError> {
-        self.unlocked = true;
+        self.released = true;
         self.target.sidecar.unlock()
     }
 }
 
-impl Drop for Lease {
+impl Drop for Exclusive {
     fn drop(&mut self) {
-        if self.unlocked {
+        if self.released {
             return;
         }
         if let Err(e) = self.target.sidecar.unlock() {
@@ -130,14 +137,5 @@ impl Drop for Lease {
             // nothing better to do in a destructor than to say so.
             log::warn!("cannot release: {e}");
         }
-    }
-}
-
-impl fmt::Debug for Lease {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("path", &self.target.sidecar.path())
-            .field("mode", &self.mode)
-            .finish()
     }
 }

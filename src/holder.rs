@@ -66,9 +66,15 @@ struct Record {
 const RECORD_START: &str = "packlock-holder 1";
 const RECORD_END: &str = "end";
 
-/// Records this process as the holder, labelled `label`. Best effort: a
+/// Records this process as the holder, labelled `label`, unless the file
+/// holds something else (people do lock their data files themselves): only
+/// an empty file or an earlier record is overwritten. Best effort: a
 /// read-only lock file, say, just stays without a record.
 pub(crate) fn write_record(file: &File, label: &str) {
+    if !holds_no_data(file) {
+        log::debug!("not recording the lock holder: the lock file holds other data");
+        return;
+    }
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     // One line per field; a label cannot break the format.
     let label = label.replace(['\n', '\r'], " ");
@@ -84,6 +90,17 @@ pub(crate) fn write_record(file: &File, label: &str) {
         .and_then(|()| file.set_len(text.len() as u64));
     if let Err(e) = written {
         log::debug!("cannot record the lock holder: {e}");
+    }
+}
+
+/// Whether the lock file is empty or holds only a holder record.
+fn holds_no_data(mut file: &File) -> bool {
+    let mut start = [0; RECORD_START.len()];
+    let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read(&mut start));
+    match read {
+        Ok(0) => true,
+        Ok(n) => n == start.len() && start == *RECORD_START.as_bytes(),
+        Err(_) => false,
     }
 }
 

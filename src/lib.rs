@@ -216,6 +216,7 @@ mod lock;
 mod registry;
 mod report;
 pub mod rt;
+mod shared;
 mod sidecar;
 mod tier;
 

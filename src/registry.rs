@@ -4,7 +4,7 @@
 //! hard link it was opened through — shares one slot, an `async-lock`
 //! read-write lock: exclusive acquires take it for writing, shared ones for
 //! reading. Only the slot's writer, or the one reader that takes the
-//! process's shared [`Lease`], goes on to the OS lock, so a process sends at
+//! process's [`SharedLease`], goes on to the OS lock, so a process sends at
 //! most one waiter per lock file to the kernel, and waiters inside the
 //! process queue fairly in user space.
 //!
@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_lock::{RwLockReadGuardArc, RwLockWriteGuardArc};
 
-use crate::claim::Lease;
+use crate::shared::SharedLease;
 use crate::sidecar::FileKey;
 
 /// The in-process lock for one lock file. Its value is the registry entry:
@@ -32,10 +32,6 @@ pub(crate) enum SlotGuard {
     Shared(RwLockReadGuardArc<Entry>),
 }
 
-/// The process's shared OS lock on a file, if any shared hold has it now;
-/// the mutex makes one reader at a time take it from the OS.
-pub(crate) type SharedLease = Arc<async_lock::Mutex<Weak<Lease>>>;
-
 type Map = HashMap<FileKey, Weak<Slot>>;
 
 static REGISTRY: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
@@ -44,7 +40,7 @@ static REGISTRY: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
 #[derive(Debug)]
 pub(crate) struct Entry {
     key: FileKey,
-    pub(crate) shared_lease: SharedLease,
+    pub(crate) shared_lease: Arc<SharedLease>,
 }
 
 impl Drop for Entry {
@@ -64,7 +60,7 @@ pub(crate) fn slot_for(key: &FileKey) -> Arc<Slot> {
     if let Some(slot) = map.get(key).and_then(Weak::upgrade) {
         return slot;
     }
-    let entry = Entry { key: key.clone(), shared_lease: SharedLease::default() };
+    let entry = Entry { key: key.clone(), shared_lease: Arc::default() };
     let slot = Arc::new(async_lock::RwLock::new(entry));
     map.insert(key.clone(), Arc::downgrade(&slot));
     slot

@@ -178,3 +178,14 @@ fn holders_lists_shared_holders() {
     assert_eq!(holders[0].shared, Some(true));
     assert_eq!(holders[0].label.as_deref(), Some("reader"));
 }
+
+#[test]
+fn a_label_never_overwrites_data_in_the_lock_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data.txt");
+    std::fs::write(&data, "precious data\n").expect("write data");
+    let lock = PackLock::builder_for_file(&data).label("writer").open().expect("open");
+    drop(lock.acquire().expect("acquire"));
+    assert_eq!(std::fs::read_to_string(&data).expect("read"), "precious data\n");
+    assert_eq!(lock.acquire().expect("acquire").path(), data);
+}

@@ -1,0 +1,515 @@
+//! The `packlock` command (`examples/packlock.rs`), run as a process: exit
+//! codes, waiting, shared holds, `--status`, and that the command it runs
+//! inherits no lock.
+//!
+//! Cargo builds no example binaries for integration tests, so the first
+//! test to need one runs `cargo build --example packlock` and reads the
+//! binary's path from cargo's JSON messages (which honours any target
+//! directory or build directory setting).
+
+#![cfg(unix)]
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::DEADLINE;
+use packlock::{PackLock, PackLockHold};
+
+const LABEL: &str = "test holder";
+
+/// The example binary, built once per test process.
+fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(build_example)
+}
+
+fn build_example() -> PathBuf {
+    let output = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", "packlock", "--message-format=json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    let messages = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "cargo build --example packlock failed:\n{messages}");
+    messages
+        .lines()
+        .filter(|line| {
+            line.contains(r#""kind":["example"]"#) && line.contains(r#""name":"packlock""#)
+        })
+        .find_map(executable)
+        .expect("cargo named no packlock example executable")
+}
+
+/// The `"executable":"..."` string of one cargo JSON message.
+fn executable(message: &str) -> Option<PathBuf> {
+    const KEY: &str = r#""executable":""#;
+    let start = message.find(KEY)? + KEY.len();
+    let mut path = String::new();
+    let mut chars = message[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(path.into()),
+            '\\' => path.push(chars.next()?),
+            c => path.push(c),
+        }
+    }
+    None
+}
+
+/// What a finished `packlock` run did.
+#[derive(Debug)]
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// A `packlock` process still running; killed if dropped unfinished.
+struct Running {
+    child: Option<Child>,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+    started: Instant,
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let started = Instant::now();
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the packlock example");
+    let stdout = read_all(child.stdout.take().expect("stdout"));
+    let stderr = read_all(child.stderr.take().expect("stderr"));
+    Running { child: Some(child), stdout: Some(stdout), stderr: Some(stderr), started }
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        pipe.read_to_string(&mut text).expect("read packlock output");
+        text
+    })
+}
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits (at most [`DEADLINE`]) for the process to exit.
+    fn finish(mut self) -> Outcome {
+        let mut child = self.child.take().expect("running");
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for packlock") {
+                break status;
+            }
+            if self.started.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("packlock did not exit within {DEADLINE:?}");
+            }
+            thread::sleep(Duration::from_millis(2));
+        };
+        let took = self.started.elapsed();
+        let join = |handle: Option<JoinHandle<String>>| {
+            handle.expect("reader").join().expect("output reader panicked")
+        };
+        let (stdout, stderr) = (join(self.stdout.take()), join(self.stderr.take()));
+        let code = status.code().unwrap_or_else(|| panic!("packlock died: {status}; {stderr}"));
+        Outcome { code, stdout, stderr, took }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn packlock(args: &[&str]) -> Outcome {
+    spawn(args).finish()
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// Holds the lock of `dir` in this process, labelled [`LABEL`].
+fn hold(dir: &Path) -> (PackLock, PackLockHold) {
+    let lock = PackLock::builder(dir).label(LABEL).open().expect("open");
+    let hold = lock.acquire().expect("acquire");
+    (lock, hold)
+}
+
+fn assert_free(dir: &Path) {
+    let lock = PackLock::open(dir).expect("open");
+    if let Err(e) = lock.try_acquire() {
+        panic!("the lock is still held after packlock exited: {e}");
+    }
+}
+
+/// `packlock` holds a conflicting lock: it gave up and named this process.
+fn assert_conflict_names_us(outcome: &Outcome, code: i32) {
+    assert_eq!(outcome.code, code, "{outcome:?}");
+    let me = format!("pid {} (\"{LABEL}\"", std::process::id());
+    assert!(outcome.stderr.contains(&me), "stderr does not name the holder: {outcome:?}");
+}
+
+#[test]
+fn the_commands_exit_code_is_passed_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = text(dir.path());
+    assert_eq!(packlock(&[dir, "--", "true"]).code, 0);
+    assert_eq!(packlock(&["--nonblock", dir, "--", "true"]).code, 0);
+    assert_eq!(packlock(&["--timeout", "0", dir, "--", "true"]).code, 0);
+    assert_eq!(packlock(&[dir, "--", "sh", "-c", "exit 7"]).code, 7);
+    // Without `--`, as with flock(1); the command's options stay its own.
+    let flock_style = packlock(&[dir, "sh", "-c", "exit 5", "--verbose"]);
+    assert_eq!((flock_style.code, flock_style.stderr.as_str()), (5, ""), "{flock_style:?}");
+    // Killed by a signal: 128 + N, as shells report it.
+    assert_eq!(packlock(&[dir, "--", "sh", "-c", "kill -TERM $$"]).code, 128 + 15);
+    assert_eq!(packlock(&[dir, "--", "sh", "-c", "kill -KILL $$"]).code, 128 + 9);
+    assert_free(Path::new(dir));
+}
+
+#[test]
+fn a_command_that_cannot_run_exits_127_or_126_and_releases() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_found = packlock(&[text(dir.path()), "--", "packlock-test-no-such-command"]);
+    assert_eq!(not_found.code, 127, "{not_found:?}");
+    assert!(not_found.stderr.contains("packlock-test-no-such-command"), "{not_found:?}");
+    let cannot_run = packlock(&[text(dir.path()), "--", text(dir.path())]); // a directory
+    assert_eq!(cannot_run.code, 126, "{cannot_run:?}");
+    assert_free(dir.path());
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn the_command_runs_while_the_lock_is_held() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
+    let probe = "for mode in -x -s; do \
+                 if flock -n $mode \"$1\" true; then echo free; else echo held; fi; done";
+    let exclusive = packlock(&[text(dir.path()), "--", "sh", "-c", probe, "sh", text(&file)]);
+    assert_eq!((exclusive.code, exclusive.stdout.as_str()), (0, "held\nheld\n"), "{exclusive:?}");
+    let shared =
+        packlock(&["--shared", text(dir.path()), "--", "sh", "-c", probe, "sh", text(&file)]);
+    assert_eq!((shared.code, shared.stdout.as_str()), (0, "held\nfree\n"), "{shared:?}");
+    assert_free(dir.path());
+}
+
+#[test]
+fn nonblock_gives_up_at_once_naming_the_holder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let (_lock, _hold) = hold(dir.path());
+    let args = |extra: &'static [&'static str]| {
+        let mut args = vec!["--nonblock"];
+        args.extend(extra);
+        args.extend([text(dir.path()), "--", "touch", text(&marker)]);
+        packlock(&args)
+    };
+    assert_conflict_names_us(&args(&[]), 1);
+    assert_conflict_names_us(&args(&["--conflict-exit-code", "42"]), 42);
+    assert_conflict_names_us(&args(&["-E", "0"]), 0);
+    assert!(!marker.exists(), "the command ran without the lock");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn nonblock_names_a_flock_holder() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
+    fs::write(&file, "").expect("create lock file");
+    let mut flock = Command::new("flock")
+        .arg(&file)
+        .args(["-c", "echo locked; cat >/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run util-linux flock");
+    let mut said = String::new();
+    let stdout = flock.stdout.take().expect("flock stdout");
+    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
+    assert_eq!(said.trim(), "locked");
+
+    let outcome = packlock(&["-n", text(dir.path()), "--", "true"]);
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    let holder = format!("held by pid {}", flock.id());
+    assert!(outcome.stderr.contains(&holder), "stderr does not name flock: {outcome:?}");
+
+    drop(flock.stdin.take()); // `cat` ends, flock exits and unlocks
+    assert!(flock.wait().expect("reap flock").success());
+    assert_free(dir.path());
+}
+
+#[test]
+fn timeout_gives_up_after_the_time_allowed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let (_lock, _hold) = hold(dir.path());
+    let outcome =
+        packlock(&["--timeout", "0.3", "-E", "9", text(dir.path()), "--", "touch", text(&marker)]);
+    assert_conflict_names_us(&outcome, 9);
+    assert!(outcome.stderr.contains("timed out"), "{outcome:?}");
+    assert!(outcome.took >= Duration::from_millis(300), "gave up after {:?}", outcome.took);
+    assert!(!marker.exists(), "the command ran without the lock");
+
+    let default_code = packlock(&["-w", ".05", text(dir.path()), "--", "touch", text(&marker)]);
+    assert_conflict_names_us(&default_code, 1);
+    // `-w 0` is `--nonblock`.
+    assert_conflict_names_us(&packlock(&["-w", "0", text(dir.path()), "--", "true"]), 1);
+}
+
+/// Starts `packlock ARGS DIR -- sh -c 'echo ran'` while this process holds
+/// the lock, waits until it waits for the lock in the kernel, lets go, and
+/// checks it then ran.
+#[cfg(target_os = "linux")]
+fn waits_then_runs(options: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (lock, hold) = hold(dir.path());
+    let mut args = options.to_vec();
+    args.extend([text(dir.path()), "--", "sh", "-c", "echo ran"]);
+    let waiter = spawn(&args);
+    common::wait_until("packlock waits in the kernel", || {
+        common::proc_locks::waiters_of(lock.path(), waiter.id()) == 1
+    });
+    drop(hold);
+    let outcome = waiter.finish();
+    assert_eq!((outcome.code, outcome.stdout.as_str()), (0, "ran\n"), "{outcome:?}");
+    assert_free(dir.path());
+    outcome
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_waiting_packlock_runs_once_the_holder_lets_go() {
+    waits_then_runs(&["--timeout", "30"]);
+    waits_then_runs(&[]);
+    let verbose = waits_then_runs(&["--verbose", "-w", "30"]);
+    let held_by = format!(".pack-lock, held by pid {} (\"{LABEL}\"", std::process::id());
+    assert!(verbose.stderr.contains("packlock: waiting for "), "{verbose:?}");
+    assert!(verbose.stderr.contains(&held_by), "{verbose:?}");
+    assert!(verbose.stderr.contains("(exclusive) after"), "{verbose:?}");
+    assert!(verbose.stderr.contains("released"), "{verbose:?}");
+}
+
+#[test]
+fn shared_holds_overlap_and_exclude_an_exclusive_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (started, go) = (dir.path().join("started"), dir.path().join("go"));
+    // Holds a shared lock until `go` exists (giving up after ~30 s).
+    let wait_for_go = "touch \"$1\"; i=0; while [ ! -e \"$2\" ]; do \
+                       i=$((i + 1)); if [ $i -gt 3000 ]; then exit 3; fi; sleep 0.01; done";
+    let first = spawn(&[
+        "--shared",
+        text(dir.path()),
+        "--",
+        "sh",
+        "-c",
+        wait_for_go,
+        "sh",
+        text(&started),
+        text(&go),
+    ]);
+    common::wait_until("the first shared command runs", || started.exists());
+
+    let exclusive = packlock(&["--nonblock", text(dir.path()), "--", "true"]);
+    assert_eq!(exclusive.code, 1, "an exclusive lock was had during a shared hold: {exclusive:?}");
+    let holder = format!("pid {} (\"packlock sh\"", first.id());
+    assert!(exclusive.stderr.contains(&holder), "{exclusive:?}");
+
+    let second = packlock(&["--shared", "--nonblock", text(dir.path()), "--", "touch", text(&go)]);
+    assert_eq!(second.code, 0, "a second shared hold had to wait: {second:?}");
+    let first = first.finish();
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_free(dir.path());
+}
+
+#[test]
+fn status_tells_a_free_lock_from_a_held_one() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let missing = root.path().join("not-yet");
+    let outcome = packlock(&["--status", text(&missing)]);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert!(outcome.stdout.starts_with("free"), "{outcome:?}");
+    assert!(!missing.exists(), "--status created the directory");
+
+    let dir = root.path().join("pack");
+    let lock = PackLock::builder(&dir).label(LABEL).open().expect("open");
+    let outcome = packlock(&["--status", text(&dir)]);
+    assert_eq!((outcome.code, outcome.stdout.starts_with("free")), (0, true), "{outcome:?}");
+    drop(lock.try_acquire().expect("--status left the lock held"));
+
+    let held = lock.acquire().expect("acquire");
+    for _ in 0..2 {
+        // Twice: checking does not overwrite the holder's label.
+        let outcome = packlock(&["--status", text(&dir)]);
+        assert_eq!(outcome.code, 1, "{outcome:?}");
+        assert!(outcome.stdout.starts_with("held"), "{outcome:?}");
+        let line = format!("pid {}, exclusive, label \"{LABEL}\", for ", std::process::id());
+        assert!(outcome.stdout.contains(&line), "{outcome:?}");
+    }
+    held.release().expect("release");
+
+    let named = packlock(&["--status", "--file", ".other-lock", text(&dir)]);
+    assert_eq!(named.code, 0, "{named:?}");
+    assert!(named.stdout.contains(".other-lock"), "{named:?}");
+}
+
+#[test]
+fn usage_errors_exit_2_without_running_anything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let (d, m) = (text(dir.path()), text(&marker));
+    let cases: &[&[&str]] = &[
+        &[],
+        &[d],
+        &[d, "--"],
+        &["--timeout", "abc", d, "--", "touch", m],
+        &["--timeout", "-1", d, "--", "touch", m],
+        &["--timeout", "inf", d, "--", "touch", m],
+        &["--timeout", "", d, "--", "touch", m],
+        &["--conflict-exit-code", "256", d, "--", "touch", m],
+        &["--conflict-exit-code", "-1", d, "--", "touch", m],
+        &["--conflict-exit-code", "x", d, "--", "touch", m],
+        &["--nonblock", "--timeout", "1", d, "--", "touch", m],
+        &["--status", d, "--", "touch", m],
+        &["--status", "--shared", d],
+        &["--no-such-option", d, "--", "touch", m],
+    ];
+    for args in cases {
+        let outcome = packlock(args);
+        assert_eq!(outcome.code, 2, "{args:?}: {outcome:?}");
+        assert!(!outcome.stderr.is_empty(), "{args:?}: no message");
+    }
+    assert!(!marker.exists(), "a command ran despite a usage error");
+}
+
+#[test]
+fn packlock_failures_exit_1_naming_the_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let bad_name =
+        packlock(&["--file", "../escape", text(dir.path()), "--", "touch", text(&marker)]);
+    assert_eq!(bad_name.code, 1, "{bad_name:?}");
+    assert!(bad_name.stderr.contains("../escape"), "{bad_name:?}");
+
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").expect("create file");
+    let under_a_file = file.join("pack");
+    let io = packlock(&[text(&under_a_file), "--", "touch", text(&marker)]);
+    assert_eq!(io.code, 1, "{io:?}");
+    assert!(io.stderr.contains(text(&under_a_file)), "{io:?}");
+    assert!(!marker.exists(), "the command ran without the lock");
+}
+
+#[test]
+fn a_label_never_overwrites_a_lock_file_holding_other_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data.txt");
+    fs::write(&data, "precious\n").expect("write data");
+    let quiet = packlock(&["--file", "data.txt", text(dir.path()), "--", "true"]);
+    assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""), "{quiet:?}");
+    let labelled = packlock(&["--file", "data.txt", "--label", "x", text(dir.path()), "true"]);
+    assert_eq!(labelled.code, 0, "{labelled:?}");
+    assert!(labelled.stderr.contains("not recording the label"), "{labelled:?}");
+    assert_eq!(fs::read_to_string(&data).expect("read data"), "precious\n");
+
+    // A lock file of its own does get the record (--status shows it).
+    let own = packlock(&["--file", "own.lock", text(dir.path()), "--", "true"]);
+    assert_eq!(own.code, 0, "{own:?}");
+    let record = fs::read_to_string(dir.path().join("own.lock")).expect("read lock file");
+    assert!(record.contains("label packlock true"), "{record:?}");
+}
+
+/// Kills a process when dropped, so no test leaves one behind.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.0).stderr(Stdio::null()).status();
+    }
+}
+
+#[test]
+fn a_background_process_of_the_command_does_not_keep_the_lock() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("sleep.pid");
+    let script = "sleep 30 </dev/null >/dev/null 2>&1 & echo $! > \"$1\"";
+    let outcome = packlock(&[text(dir.path()), "--", "sh", "-c", script, "sh", text(&pid_file)]);
+    let pid = fs::read_to_string(&pid_file).expect("read pid file").trim().to_string();
+    let _sleep = KillOnDrop(pid.clone());
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let alive = Command::new("kill").args(["-0", &pid]).status().expect("run kill -0");
+    assert!(alive.success(), "the background sleep is gone: the test proves nothing");
+    assert_free(dir.path());
+
+    // The check sees a lock kept by a background process where there is
+    // one: util-linux flock without `-o` passes its lock on to the command.
+    #[cfg(target_os = "linux")]
+    {
+        let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
+        let status = Command::new("flock")
+            .arg(&file)
+            .args(["sh", "-c", script, "sh"])
+            .arg(&pid_file)
+            .status()
+            .expect("run util-linux flock");
+        let pid = fs::read_to_string(&pid_file).expect("read pid file").trim().to_string();
+        let sleep = KillOnDrop(pid);
+        assert!(status.success());
+        let lock = PackLock::open(dir.path()).expect("open");
+        assert!(lock.try_acquire().is_err(), "flock's background sleep does not keep the lock");
+        drop(sleep);
+        common::wait_until("the killed sleep lets go", || lock.try_acquire().is_ok());
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn the_command_inherits_no_lock_file_descriptor() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list_fds = "for fd in /proc/$$/fd/*; do readlink \"$fd\" || true; done";
+    for mode in [&[][..], &["--shared"][..]] {
+        let mut args = mode.to_vec();
+        args.extend([text(dir.path()), "--", "sh", "-c", list_fds]);
+        let outcome = packlock(&args);
+        assert_eq!(outcome.code, 0, "{outcome:?}");
+        assert!(outcome.stdout.lines().count() >= 3, "no fds listed: {outcome:?}");
+        let lock_file = fs::canonicalize(dir.path().join(packlock::PACK_LOCK_FILE_NAME))
+            .expect("canonical lock file path");
+        assert!(!leaks(&outcome.stdout, &lock_file), "the command inherited the lock: {outcome:?}");
+    }
+    // The check sees a leak where there is one: util-linux flock without
+    // `-o` passes its lock descriptor on to the command.
+    let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
+    let flock = Command::new("flock").arg(&file).args(["sh", "-c", list_fds]).output();
+    let flock = flock.expect("run util-linux flock");
+    let canonical = fs::canonicalize(&file).expect("canonical lock file path");
+    assert!(leaks(&String::from_utf8_lossy(&flock.stdout), &canonical), "{flock:?}");
+}
+
+/// Whether a list of descriptor targets names `lock_file`.
+#[cfg(target_os = "linux")]
+fn leaks(fd_targets: &str, lock_file: &Path) -> bool {
+    fd_targets.lines().any(|target| Path::new(target) == lock_file)
+}
