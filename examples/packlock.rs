@@ -83,8 +83,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -102,9 +101,6 @@ const EXIT_NOT_FOUND: i32 = 127;
 const STATUS_FREE: i32 = 0;
 /// `--status`: the lock is held, or its state cannot be told.
 const STATUS_HELD: i32 = 1;
-
-/// How every labelled packlock holder's record in a lock file begins.
-const RECORD_PREFIX: &[u8] = b"packlock-holder ";
 
 /// Run a command while holding the lock of a directory (a portable flock(1)).
 #[derive(Debug, Parser)]
@@ -260,34 +256,12 @@ fn open(args: &Args, label: Option<String>) -> Result<PackLock, PackLockError> {
     builder.open()
 }
 
-/// The label to record, unless recording it would overwrite a lock file
-/// that holds something else.
+/// The label to record: as given, else `packlock PROGRAM` (without the
+/// arguments, which may be secrets; lock files are usually world-readable).
+/// The library never writes it over other data in the lock file.
 fn label(args: &Args, program: &OsStr) -> Option<String> {
-    let path = args.lock_file();
-    if has_foreign_content(&path) {
-        if args.label.is_some() {
-            eprintln!(
-                "packlock: warning: not recording the label in {}: the file holds other data",
-                path.display()
-            );
-        }
-        return None;
-    }
     let default = || format!("packlock {}", program.to_string_lossy());
     Some(args.label.clone().unwrap_or_else(default))
-}
-
-/// Whether the file at `path` holds anything but a packlock holder record
-/// (which a labelled hold overwrites).
-fn has_foreign_content(path: &Path) -> bool {
-    let mut head = Vec::with_capacity(RECORD_PREFIX.len());
-    let Ok(file) = File::open(path) else {
-        return false; // missing (created empty) or unreadable (then not writable either)
-    };
-    if file.take(RECORD_PREFIX.len() as u64).read_to_end(&mut head).is_err() {
-        return false;
-    }
-    !RECORD_PREFIX.starts_with(&head)
 }
 
 /// Takes the lock, waiting as allowed; with `verbose`, says so when the
