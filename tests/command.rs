@@ -234,30 +234,17 @@ fn nonblock_gives_up_at_once_naming_the_holder() {
 #[test]
 #[cfg(target_os = "linux")]
 fn nonblock_names_a_flock_holder() {
-    use std::io::{BufRead, BufReader};
-
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
     fs::write(&file, "").expect("create lock file");
-    let mut flock = Command::new("flock")
-        .arg(&file)
-        .args(["-c", "echo locked; cat >/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run util-linux flock");
-    let mut said = String::new();
-    let stdout = flock.stdout.take().expect("flock stdout");
-    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
-    assert_eq!(said.trim(), "locked");
+    let flock = common::flock::Holder::start(&file, "-x");
 
     let outcome = packlock(&["-n", text(dir.path()), "--", "true"]);
     assert_eq!(outcome.code, 1, "{outcome:?}");
-    let holder = format!("held by pid {}", flock.id());
+    let holder = format!("held by pid {}", flock.pid());
     assert!(outcome.stderr.contains(&holder), "stderr does not name flock: {outcome:?}");
 
-    drop(flock.stdin.take()); // `cat` ends, flock exits and unlocks
-    assert!(flock.wait().expect("reap flock").success());
+    flock.stop();
     assert_free(dir.path());
 }
 

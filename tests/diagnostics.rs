@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -75,26 +73,15 @@ fn busy_holder(lock: &PackLock) -> packlock::Holder {
 fn busy_names_a_foreign_flock_holder_by_pid() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = PackLock::open(dir.path()).expect("open");
-    let mut flock = Command::new("flock")
-        .arg(lock.path())
-        .args(["-c", "echo locked; cat >/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run util-linux flock");
-    let mut said = String::new();
-    let stdout = flock.stdout.take().expect("flock stdout");
-    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
-
+    let flock = common::flock::Holder::start(lock.path(), "-x");
     let holder = busy_holder(&lock);
-    assert_eq!(holder.pid, flock.id(), "flock itself holds the lock");
+    assert_eq!(holder.pid, flock.pid(), "flock itself holds the lock");
     assert_eq!(holder.shared, Some(false));
     assert_eq!(holder.label, None, "flock(1) records no label");
     let message = lock.try_acquire().expect_err("busy").to_string();
-    assert!(message.contains(&format!("held by pid {}", flock.id())), "{message}");
+    assert!(message.contains(&format!("held by pid {}", flock.pid())), "{message}");
 
-    drop(flock.stdin.take());
-    flock.wait().expect("reap flock");
+    flock.stop();
 }
 
 #[test]

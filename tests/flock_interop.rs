@@ -5,35 +5,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 
+use common::flock;
 use common::proc_locks::waiters_of;
 use packlock::{PackLock, PackLockError};
-
-/// Runs `flock -n [extra] FILE true` and returns its exit code.
-fn flock_nonblocking(path: &Path, extra: &[&str]) -> i32 {
-    let status = Command::new("flock")
-        .arg("-n")
-        .args(extra)
-        .arg(path)
-        .arg("true")
-        .status()
-        .expect("run util-linux flock (is it installed?)");
-    status.code().expect("flock exited normally")
-}
 
 #[test]
 fn flock_cannot_take_a_lock_packlock_holds() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = PackLock::open(dir.path()).expect("open");
     let hold = lock.acquire().expect("acquire");
-    assert_eq!(flock_nonblocking(lock.path(), &[]), 1, "flock -x got a held lock");
-    assert_eq!(flock_nonblocking(lock.path(), &["-s"]), 1, "flock -s got a held lock");
+    assert_eq!(flock::nonblocking(lock.path(), &[]), 1, "flock -x got a held lock");
+    assert_eq!(flock::nonblocking(lock.path(), &["-s"]), 1, "flock -s got a held lock");
     hold.release().expect("release");
-    assert_eq!(flock_nonblocking(lock.path(), &[]), 0, "flock -x after release");
+    assert_eq!(flock::nonblocking(lock.path(), &[]), 0, "flock -x after release");
 }
 
 #[test]
@@ -59,17 +46,7 @@ fn flock_waits_for_a_packlock_holder() {
 fn packlock_waits_for_a_flock_holder() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = PackLock::open(dir.path()).expect("open");
-    let mut flock = Command::new("flock")
-        .arg(lock.path())
-        .args(["-c", "echo locked; cat >/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run util-linux flock");
-    let mut said = String::new();
-    let stdout = flock.stdout.take().expect("flock stdout");
-    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
-    assert_eq!(said.trim(), "locked");
+    let flock = flock::Holder::start(lock.path(), "-x");
     assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })));
 
     thread::scope(|scope| {
@@ -77,8 +54,7 @@ fn packlock_waits_for_a_flock_holder() {
         let me = std::process::id();
         common::wait_until("we wait in the kernel", || waiters_of(lock.path(), me) == 1);
         assert!(!waiter.is_finished(), "acquired while flock held the lock");
-        drop(flock.stdin.take()); // `cat` ends, flock exits and unlocks
+        flock.stop();
         waiter.join().expect("waiter panicked").expect("acquire after flock exits");
     });
-    assert!(flock.wait().expect("reap flock").success());
 }

@@ -471,19 +471,6 @@ fn the_os_lock_is_held_whenever_a_shared_hold_lives() {
 // 2. The shared OS lease
 // ---------------------------------------------------------------------------
 
-/// Runs `flock -n [extra] FILE true` and returns its exit code.
-#[cfg(target_os = "linux")]
-fn flock_nonblocking(path: &Path, extra: &[&str]) -> i32 {
-    let status = std::process::Command::new("flock")
-        .arg("-n")
-        .args(extra)
-        .arg(path)
-        .arg("true")
-        .status()
-        .expect("run util-linux flock (is it installed?)");
-    status.code().expect("flock exited normally")
-}
-
 /// How many `/proc/locks` holder (not waiter) entries process `pid` has
 /// on the file at `path`.
 #[cfg(target_os = "linux")]
@@ -518,9 +505,17 @@ fn one_os_lease_is_held_until_the_last_shared_hold_is_dropped() {
         drop((first, second));
         assert_eq!(holder_entries_of(&path, me), 1, "one OS lock for all shared holds");
         assert_eq!(common::proc_locks::waiters_of(&path, me), 0);
-        assert_eq!(flock_nonblocking(&path, &["-s"]), 0, "flock -s beside our shared holds");
+        assert_eq!(
+            common::flock::nonblocking(&path, &["-s"]),
+            0,
+            "flock -s beside our shared holds"
+        );
         for (n, &i) in order.iter().enumerate() {
-            assert_eq!(flock_nonblocking(&path, &["-x"]), 1, "flock -x beside shared holds");
+            assert_eq!(
+                common::flock::nonblocking(&path, &["-x"]),
+                1,
+                "flock -x beside shared holds"
+            );
             drop(holds[i].take());
             let left = order.len() - n - 1;
             if left > 0 {
@@ -528,7 +523,11 @@ fn one_os_lease_is_held_until_the_last_shared_hold_is_dropped() {
             }
         }
         assert_eq!(holder_entries_of(&path, me), 0, "the last shared hold released the OS lock");
-        assert_eq!(flock_nonblocking(&path, &["-x"]), 0, "flock -x once the shared holds are gone");
+        assert_eq!(
+            common::flock::nonblocking(&path, &["-x"]),
+            0,
+            "flock -x once the shared holds are gone"
+        );
     }
 }
 
@@ -542,9 +541,9 @@ fn release_of_a_shared_hold_unlocks_only_when_it_is_the_last() {
     let a = lock.acquire().expect("shared acquire");
     let b = lock.try_acquire().expect("shared try_acquire");
     a.release().expect("release one of two");
-    assert_eq!(flock_nonblocking(lock.path(), &["-x"]), 1, "one shared hold still lives");
+    assert_eq!(common::flock::nonblocking(lock.path(), &["-x"]), 1, "one shared hold still lives");
     b.release().expect("release the last");
-    assert_eq!(flock_nonblocking(lock.path(), &["-x"]), 0, "no shared hold lives");
+    assert_eq!(common::flock::nonblocking(lock.path(), &["-x"]), 0, "no shared hold lives");
 }
 
 // ---------------------------------------------------------------------------
@@ -667,55 +666,15 @@ fn flock_sees_our_shared_and_exclusive_holds() {
     let writer = exclusive(dir.path());
     let path = readers.path();
     let hold = readers.acquire().expect("shared acquire");
-    assert_eq!(flock_nonblocking(path, &["-s"]), 0, "flock -s beside our shared hold");
-    assert_eq!(flock_nonblocking(path, &["-x"]), 1, "flock -x beside our shared hold");
+    assert_eq!(common::flock::nonblocking(path, &["-s"]), 0, "flock -s beside our shared hold");
+    assert_eq!(common::flock::nonblocking(path, &["-x"]), 1, "flock -x beside our shared hold");
     drop(hold);
     let hold = writer.acquire().expect("exclusive acquire");
-    assert_eq!(flock_nonblocking(path, &["-s"]), 1, "flock -s beside our exclusive hold");
-    assert_eq!(flock_nonblocking(path, &["-x"]), 1, "flock -x beside our exclusive hold");
+    assert_eq!(common::flock::nonblocking(path, &["-s"]), 1, "flock -s beside our exclusive hold");
+    assert_eq!(common::flock::nonblocking(path, &["-x"]), 1, "flock -x beside our exclusive hold");
     drop(hold);
-    assert_eq!(flock_nonblocking(path, &["-s"]), 0, "flock -s with no hold");
-    assert_eq!(flock_nonblocking(path, &["-x"]), 0, "flock -x with no hold");
-}
-
-/// A util-linux `flock` holding `path` in `mode` ("-s" or "-x") until its
-/// stdin closes.
-#[cfg(target_os = "linux")]
-struct FlockHolder(std::process::Child);
-
-#[cfg(target_os = "linux")]
-impl FlockHolder {
-    fn start(path: &Path, mode: &str) -> Self {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new("flock")
-            .arg(mode)
-            .arg(path)
-            .args(["-c", "echo locked; cat >/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run util-linux flock");
-        let mut said = String::new();
-        let stdout = child.stdout.take().expect("flock stdout");
-        std::io::BufReader::new(stdout).read_line(&mut said).expect("read from flock");
-        assert_eq!(said.trim(), "locked");
-        FlockHolder(child)
-    }
-
-    /// Closes its stdin: `cat` ends, and flock unlocks and exits.
-    fn stop(mut self) {
-        drop(self.0.stdin.take());
-        assert!(self.0.wait().expect("reap flock").success());
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for FlockHolder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert_eq!(common::flock::nonblocking(path, &["-s"]), 0, "flock -s with no hold");
+    assert_eq!(common::flock::nonblocking(path, &["-x"]), 0, "flock -x with no hold");
 }
 
 #[cfg(target_os = "linux")]
@@ -726,7 +685,7 @@ fn our_try_acquires_against_flock_holders() {
     let writer = exclusive(dir.path());
     let path = readers.path().to_path_buf();
 
-    let flock = FlockHolder::start(&path, "-s");
+    let flock = common::flock::Holder::start(&path, "-s");
     let hold = readers.try_acquire().expect("shared try_acquire beside flock -s");
     assert_busy(writer.try_acquire(), "exclusive try_acquire beside flock -s");
     drop(hold);
@@ -734,7 +693,7 @@ fn our_try_acquires_against_flock_holders() {
     flock.stop();
     drop(writer.try_acquire().expect("exclusive once flock -s exited"));
 
-    let flock = FlockHolder::start(&path, "-x");
+    let flock = common::flock::Holder::start(&path, "-x");
     assert_busy(readers.try_acquire(), "shared try_acquire beside flock -x");
     assert_busy(writer.try_acquire(), "exclusive try_acquire beside flock -x");
     flock.stop();
@@ -1014,7 +973,7 @@ fn cancelled_shared_acquires_leave_nothing_behind() {
     canceller.expect("free");
     canceller.join();
     let path = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
-    assert_eq!(flock_nonblocking(&path, &["-x"]), 0, "the lock is free");
+    assert_eq!(common::flock::nonblocking(&path, &["-x"]), 0, "the lock is free");
 }
 
 /// One shared waiter parked in the kernel and five more queued behind it
@@ -1073,9 +1032,9 @@ fn six_queued_shared_acquires_send_one_waiter_to_the_kernel_and_hold_together() 
     }
     assert_eq!(holder_entries_of(&path, me), 1, "six shared holds, one OS lock");
     assert_eq!(waiters_of(&path, me), 0);
-    assert_eq!(flock_nonblocking(&path, &["-x"]), 1, "flock -x beside six shared holds");
+    assert_eq!(common::flock::nonblocking(&path, &["-x"]), 1, "flock -x beside six shared holds");
     drop(holds);
-    assert_eq!(flock_nonblocking(&path, &["-x"]), 0, "flock -x once they are gone");
+    assert_eq!(common::flock::nonblocking(&path, &["-x"]), 0, "flock -x once they are gone");
     holder.join();
 }
 
