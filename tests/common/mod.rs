@@ -150,6 +150,42 @@ fn wait_with_deadline(process: &mut std::process::Child) -> std::process::ExitSt
     }
 }
 
+/// A child process in role `role` on `dir` that has said "locked".
+pub fn spawn_holder(role: &str, dir: &Path) -> Child {
+    let child = Child::spawn(role, dir);
+    child.expect("locked");
+    child
+}
+
+/// Lets a holding child release and waits until it has exited.
+pub fn release(mut child: Child) {
+    child.proceed();
+    child.expect("released");
+    child.join();
+}
+
+/// Takes and releases the lock, which must be free right now, through a
+/// new `PackLock`: a new open file description, so that an OS lock left
+/// behind on one of ours (which that one could take again) counts as held.
+pub fn assert_free(lock: &packlock::PackLock, why: &str) {
+    let fresh = packlock::PackLock::open_file(lock.path()).expect("open");
+    fresh.try_acquire().expect(why).release().expect("release");
+}
+
+/// Polls `try_acquire` of a new `PackLock` (see [`assert_free`]) until the
+/// lock is free, failing after the deadline: a job left parked at the OS
+/// lock must let go of it as soon as it gets it. On Linux, checks that
+/// then nobody holds or waits for the file any more.
+pub fn wait_until_free(lock: &packlock::PackLock) {
+    let fresh = packlock::PackLock::open_file(lock.path()).expect("open");
+    wait_until("the lock is free again", || fresh.try_acquire().is_ok());
+    #[cfg(target_os = "linux")]
+    {
+        let left = proc_locks::entries(lock.path());
+        assert!(left.is_empty(), "holders or waiters stayed in the kernel: {left:?}");
+    }
+}
+
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
