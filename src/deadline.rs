@@ -1,8 +1,11 @@
-//! Driving a future on the calling thread until a deadline: how the sync
-//! [`PackLock::acquire_timeout`](crate::PackLock::acquire_timeout) waits.
+//! Driving the acquire pipeline on the calling thread, for the sync
+//! acquires.
 //!
-//! The thread parks until the future's waker unparks it or the deadline
-//! passes, so it never spins; a spurious unpark only costs one extra poll.
+//! [`block_on_until`] is how [`PackLock::acquire_timeout`](crate::PackLock::acquire_timeout)
+//! waits: the thread parks until the future's waker unparks it or the
+//! deadline passes, so it never spins; a spurious unpark only costs one
+//! extra poll. [`run_here`] serves the acquires that wait, if at all, by
+//! blocking inside the future, so one poll finishes them.
 
 use std::future::Future;
 use std::pin::pin;
@@ -10,6 +13,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Instant;
+
+/// Runs a future that blocks instead of returning `Pending` (the pipeline
+/// with `Wait::Never` or `Wait::Thread`): one poll, with no waker to set up.
+pub(crate) fn run_here<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        // Not expected; still correct, just slower.
+        Poll::Pending => futures_lite::future::block_on(future),
+    }
+}
 
 /// Polls `future` to completion on this thread, or gives up (dropping it)
 /// at `deadline` and returns `None`.

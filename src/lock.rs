@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
-
 use crate::acquire::{self, Wait};
 use crate::builder::Options;
-use crate::deadline::block_on_until;
+use crate::deadline::{block_on_until, run_here};
 use crate::registry::{self, Slot};
 use crate::sidecar::{Mode, Sidecar};
 use crate::tier::HeldContext;
@@ -250,7 +248,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn acquire(&self) -> Result<PackLockHold, PackLockError> {
-        future::block_on(acquire::run(self, Wait::Thread, Some(HeldContext::for_thread())))
+        run_here(acquire::run(self, Wait::Thread, Some(HeldContext::for_thread())))
     }
 
     /// Blocks the calling thread until the lock is held or `timeout` has
@@ -315,7 +313,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn try_acquire(&self) -> Result<PackLockHold, PackLockError> {
-        future::block_on(acquire::run(self, Wait::Never, Some(HeldContext::for_thread())))
+        run_here(acquire::run(self, Wait::Never, Some(HeldContext::for_thread())))
     }
 
     /// The lock file as currently opened.
