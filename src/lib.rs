@@ -28,9 +28,10 @@
 //!   `flock(1)` and with anything else that uses `flock` on the same file.
 //! * **Inside a process**, every `PackLock` on one file — whichever path,
 //!   symlink or hard link it was opened through — shares one in-process
-//!   queue (an `async-lock` mutex). Only the head of that queue goes to the
-//!   OS lock, so a process has at most one waiter per lock file in the kernel,
-//!   and threads and tasks are served in order.
+//!   queue (an `async-lock` read-write lock). Only the head of that queue
+//!   (or, for shared holds, one reader for all of them) goes to the OS lock,
+//!   so a process has at most one waiter per lock file in the kernel, and
+//!   threads and tasks are served in order.
 //! * **Uncontended**, an acquire takes the in-process slot and the OS lock
 //!   with a non-blocking call on the caller's thread. **Contended by another
 //!   process**, a sync acquire blocks its thread in the OS lock; an async
