@@ -4,7 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{PACK_LOCK_FILE_NAME, PackLock, PackLockError, Tier};
+use crate::{NetworkFsPolicy, PACK_LOCK_FILE_NAME, PackLock, PackLockError, Tier};
 
 /// Builds a [`PackLock`] with options; made by [`PackLock::builder`] or
 /// [`PackLock::builder_for_file`].
@@ -36,11 +36,18 @@ pub(crate) struct Options {
     pub(crate) tier: Option<Tier>,
     pub(crate) label: Option<String>,
     pub(crate) log_wait_after: Duration,
+    pub(crate) network_fs: NetworkFsPolicy,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { shared: false, tier: None, label: None, log_wait_after: Duration::from_secs(1) }
+        Self {
+            shared: false,
+            tier: None,
+            label: None,
+            log_wait_after: Duration::from_secs(1),
+            network_fs: NetworkFsPolicy::Warn,
+        }
     }
 }
 
@@ -190,12 +197,36 @@ impl PackLockBuilder {
         self
     }
 
+    /// What to do when the lock file is on a network or FUSE file system
+    /// (NFS, CIFS/SMB, sshfs, ...), where `flock` excludes other machines
+    /// only if the server supports locking. Default: [`NetworkFsPolicy::Warn`]
+    /// — lock anyway and log one warning per file system. packlock never
+    /// skips locking silently. Detected on Linux; elsewhere every file
+    /// system is taken as local.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{NetworkFsPolicy, PackLock};
+    ///
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::builder(dir.path()).network_fs(NetworkFsPolicy::Refuse).open()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn network_fs(mut self, policy: NetworkFsPolicy) -> Self {
+        self.options.network_fs = policy;
+        self
+    }
+
     /// Creates any missing directories and the lock file (never truncating
     /// or deleting it) and returns the lock, not yet held.
     ///
     /// # Errors
     ///
     /// [`PackLockError::InvalidFileName`] for a bad sidecar name,
+    /// [`PackLockError::UnreliableFileSystem`] under [`NetworkFsPolicy::Refuse`],
     /// [`PackLockError::NotAFile`] for a lock file path without a file name,
     /// and [`PackLockError::Io`] naming the path when the directory or file
     /// cannot be created or opened (a parent that is a regular file, a lock

@@ -100,6 +100,22 @@ pub enum PackLockError {
         timeout: Duration,
     },
 
+    /// The lock file is on a network or FUSE file system, where `flock`
+    /// excludes other machines only if the server supports it, and the lock
+    /// was opened with [`NetworkFsPolicy::Refuse`](crate::NetworkFsPolicy::Refuse).
+    #[error(
+        "lock file `{}` is on a {fs_type} file system, where its lock may not exclude \
+         other machines; refusing as configured",
+        path.display()
+    )]
+    #[non_exhaustive]
+    UnreliableFileSystem {
+        /// The lock file.
+        path: PathBuf,
+        /// The file system type, as the OS names it (`nfs4`, `cifs`, `fuse.sshfs`, ...).
+        fs_type: String,
+    },
+
     /// The file a hold locked is no longer the file at its path: it was
     /// deleted or replaced while held, so the hold no longer excludes
     /// newcomers. Reported by [`PackLockHold::validate`](crate::PackLockHold::validate).

@@ -161,6 +161,7 @@ mod proc_locks {
     use std::io::Read;
 
     use super::Holder;
+    use crate::sidecar::{major, minor};
 
     /// The `flock` holders (not waiters) of the file `(dev, ino)`.
     pub(super) fn holders(dev: u64, ino: u64) -> Vec<Holder> {
@@ -198,15 +199,6 @@ mod proc_locks {
         (kind == "FLOCK" && file_matches(file)).then_some(())?;
         let shared = Some(access == "READ");
         Some(Holder { pid, shared, label: None, since: None })
-    }
-
-    /// glibc's `gnu_dev_major` / `gnu_dev_minor`.
-    fn major(dev: u64) -> u64 {
-        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
-    }
-
-    fn minor(dev: u64) -> u64 {
-        (dev & 0xff) | ((dev >> 12) & !0xff)
     }
 
     #[cfg(test)]

@@ -162,7 +162,9 @@
 //! * **Network file systems**: on NFS, `flock` is emulated with byte-range
 //!   locks (Linux >= 2.6.12) and only works between machines when the server
 //!   supports locking; on some FUSE file systems it is local to one machine
-//!   or absent. Keep lock files on local disks where you can.
+//!   or absent. packlock detects them on Linux and, per [`NetworkFsPolicy`],
+//!   locks and warns once (the default) or refuses to open; it never skips
+//!   locking silently. Keep lock files on local disks where you can.
 //! * **`fork`**: a child created by `fork(2)` shares the parent's open file
 //!   descriptions and therefore its locks; the child's exit does not release
 //!   them, but the lock stays held until both have closed it. Lock files are
@@ -211,6 +213,7 @@ mod cancel;
 mod claim;
 mod deadline;
 mod error;
+mod filesystem;
 mod hold;
 mod holder;
 mod lock;
@@ -224,6 +227,7 @@ mod tier;
 pub use builder::PackLockBuilder;
 pub use cancel::{CancelSignal, CancellationToken, WaitForCancellation};
 pub use error::{PackLockError, PackLockErrorOrCancelled};
+pub use filesystem::NetworkFsPolicy;
 pub use hold::PackLockHold;
 pub use holder::Holder;
 pub use lock::PackLock;

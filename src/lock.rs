@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::acquire::{self, Wait};
 use crate::builder::Options;
 use crate::deadline::{block_on_until, run_here};
+use crate::filesystem;
 use crate::registry::{self, Slot};
 use crate::sidecar::{Mode, Sidecar};
 use crate::tier::HeldContext;
@@ -53,8 +54,9 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn open(path: &Path) -> Result<Self, PackLockError> {
+    fn open(path: &Path, options: &Options) -> Result<Self, PackLockError> {
         let sidecar = Sidecar::open(path)?;
+        filesystem::check(&sidecar, options.network_fs)?;
         let slot = registry::slot_for(sidecar.key());
         Ok(Self { sidecar, slot })
     }
@@ -141,7 +143,7 @@ impl PackLock {
     }
 
     pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
-        let target = Target::open(&path)?;
+        let target = Target::open(&path, &options)?;
         let mode = if options.shared { Mode::Shared } else { Mode::Exclusive };
         Ok(Self { path, mode, options, current: Mutex::new(Arc::new(target)) })
     }
@@ -327,7 +329,7 @@ impl PackLock {
     pub(crate) fn reopen(&self, stale: &Arc<Target>) -> Result<(), PackLockError> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if Arc::ptr_eq(&current, stale) {
-            *current = Arc::new(Target::open(&self.path)?);
+            *current = Arc::new(Target::open(&self.path, &self.options)?);
         }
         Ok(())
     }

@@ -187,3 +187,15 @@ impl FileKey {
         Ok(Self { canonical: fs::canonicalize(path)?, created })
     }
 }
+
+/// A device number's major part, as glibc's `gnu_dev_major` computes it.
+#[cfg(target_os = "linux")]
+pub(crate) fn major(dev: u64) -> u64 {
+    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
+}
+
+/// A device number's minor part, as glibc's `gnu_dev_minor` computes it.
+#[cfg(target_os = "linux")]
+pub(crate) fn minor(dev: u64) -> u64 {
+    (dev & 0xff) | ((dev >> 12) & !0xff)
+}
