@@ -166,10 +166,10 @@
 //!   locks and warns once (the default) or refuses to open; it never skips
 //!   locking silently. Keep lock files on local disks where you can.
 //! * **`fork`**: a child created by `fork(2)` shares the parent's open file
-//!   descriptions and therefore its locks; the child's exit does not release
-//!   them, but the lock stays held until both have closed it. Lock files are
-//!   opened close-on-exec, so commands spawned with `std::process::Command`
-//!   inherit no lock.
+//!   descriptions and therefore its locks. packlock never unlocks in such a
+//!   child, even when it drops an inherited hold, so the child cannot
+//!   release the parent's lock. Lock files are opened close-on-exec, so
+//!   commands spawned with `std::process::Command` inherit no lock.
 //! * **Windows**: `LockFileEx` locks are mandatory, so while a lock is held
 //!   other processes cannot read or write the lock file's contents. packlock
 //!   never stores anything in it that others need to read.
@@ -213,6 +213,8 @@ mod cancel;
 mod claim;
 mod deadline;
 mod error;
+#[cfg(test)]
+mod faults;
 mod filesystem;
 mod hold;
 mod holder;

@@ -25,6 +25,8 @@ pub(crate) struct Sidecar {
     file: File,
     path: PathBuf,
     key: FileKey,
+    /// The process that opened the file (see [`Sidecar::unlock`]).
+    opened_by: u32,
 }
 
 impl Sidecar {
@@ -33,7 +35,7 @@ impl Sidecar {
     pub(crate) fn open(path: &Path) -> Result<Self, PackLockError> {
         let file = open_or_create(path)?;
         let key = FileKey::of_open(&file, path).map_err(|e| PackLockError::io(path, e))?;
-        Ok(Self { file, path: path.to_path_buf(), key })
+        Ok(Self { file, path: path.to_path_buf(), key, opened_by: std::process::id() })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -57,6 +59,10 @@ impl Sidecar {
     /// Takes the OS lock in `mode` if no one holds it in a conflicting
     /// mode: `Ok(false)` when busy.
     pub(crate) fn try_lock(&self, mode: Mode) -> Result<bool, PackLockError> {
+        #[cfg(test)]
+        if let Some(e) = crate::faults::injected(&self.path, crate::faults::Call::Try) {
+            return Err(self.error(e));
+        }
         loop {
             let attempt = match mode {
                 Mode::Exclusive => self.file.try_lock(),
@@ -73,6 +79,10 @@ impl Sidecar {
 
     /// Blocks the calling thread until the OS lock is granted in `mode`.
     pub(crate) fn lock(&self, mode: Mode) -> Result<(), PackLockError> {
+        #[cfg(test)]
+        if let Some(e) = crate::faults::injected(&self.path, crate::faults::Call::Blocking) {
+            return Err(self.error(e));
+        }
         let call = || match mode {
             Mode::Exclusive => self.file.lock(),
             Mode::Shared => self.file.lock_shared(),
@@ -80,7 +90,14 @@ impl Sidecar {
         retry_interrupted(call).map_err(|e| self.error(e))
     }
 
+    /// Releases the OS lock — unless this is a child made by `fork(2)`: it
+    /// shares the parent's open file and so its lock, and unlocking there
+    /// (say, as a hold is dropped when the child exits) would release the
+    /// parent's lock. The child's copy just closes with the child.
     pub(crate) fn unlock(&self) -> Result<(), PackLockError> {
+        if std::process::id() != self.opened_by {
+            return Ok(());
+        }
         retry_interrupted(|| self.file.unlock()).map_err(|e| self.error(e))
     }
 
