@@ -1,83 +1,132 @@
-//! What packlock costs over the raw OS lock it is built on.
+//! What packlock costs over the OS lock it is built on and over the naive
+//! async design, every row of the performance issue beside its baseline,
+//! measured in the same run so that the ratios mean something on whatever
+//! (noisy) machine runs them.
 //!
-//! Every scenario is a criterion group with two functions, `packlock` and
-//! `baseline`, measured in the same run on the same kind of path (a sidecar
-//! file in a fresh temporary directory), so that the ratio of the two is
-//! meaningful on whatever machine runs it:
+//! Criterion groups, each with `packlock` and a baseline function:
 //!
 //! 1. `open_acquire_release`: `PackLock::open(dir)?.acquire()?`, then drop
 //!    both, against opening the same file with `std::fs::OpenOptions`
 //!    (read + write + create, no truncate), `File::lock`, `File::unlock` and
-//!    close. That is exactly what packlock does underneath, so the difference
-//!    is its own bookkeeping: the identity `fstat`s, the in-process registry
-//!    and slot, the allocations.
+//!    close. That is what packlock does underneath, so the difference is its
+//!    own bookkeeping. Two more functions show where the floor is:
+//!    `floor_path_stat` makes packlock's own system calls raw (the raw ones
+//!    plus an `fstat` for the registry key and the identity `stat(path)`
+//!    after locking), `floor_fstat` those of DESIGN.md's cheaper check
+//!    (one `fstat` after locking, for the key and `nlink > 0`).
 //! 2. `reuse_acquire_release`: acquire + release on a `PackLock` opened once,
-//!    against `lock` + `unlock` on a `File` opened once: the per-acquire
-//!    overhead when callers keep their lock around.
+//!    against `lock` + `unlock` on a `File` opened once; the floors add the
+//!    identity `stat(path)`, or an `fstat`.
 //! 3. `async_open_acquire_release`: scenario 1 through `acquire_async().await`,
 //!    driven by `futures_lite::future::block_on`; the baseline runs the raw
-//!    open + lock + unlock inside the same `block_on`, so both pay the same
-//!    (tiny) executor cost and the difference is packlock's async pipeline.
+//!    open + lock + unlock inside the same `block_on`.
 //! 4. `contended_64_tasks_x100`: 64 tokio tasks on a 2-worker multi-thread
-//!    runtime each acquire one shared lock 100 times and bump a shared
-//!    counter inside the critical section. The baseline is the naive way to
-//!    do the same from async code without packlock: each task runs raw
-//!    open + lock + bump + unlock + close inside `tokio::task::spawn_blocking`,
-//!    so all 64 tasks queue in the kernel's `flock`. The counter is bumped
-//!    with a separate load and store (not an atomic add), so any lapse in
+//!    runtime each acquire one lock 100 times and bump a shared counter
+//!    inside the critical section. The baseline is the naive design
+//!    (`support::naive`): a `tokio::sync::Mutex` in front, then
+//!    `spawn_blocking` to open and `flock` the file, per acquire. The
+//!    counter is bumped with a separate load and store, so any lapse in
 //!    exclusion loses updates; every round asserts the total.
+//! 5. `contended_scaling`: the same with 1, 8, 64 and 512 tasks sharing
+//!    `SCALING_ACQUIRES` acquires per round (4096 × 1 ... 8 × 512), for
+//!    packlock and the naive design; reported per acquire.
 //!
-//! After the groups, the bench prints `packlock / baseline` per scenario,
-//! from the medians criterion wrote in this run
-//! (`<target>/criterion/<group>/<function>/new/estimates.json`). In
-//! `--test` / `--list` mode nothing is measured and the table is skipped.
+//! Then, in plain code (`support::plain`), the rows that are not "time a
+//! closure": cross-process hand-off latency to a sync and an async waiter
+//! (against a child process, this binary again), threads left by cancelled
+//! acquires, and memory left by 100 000 distinct lock files.
+//!
+//! At the end the bench prints one table of every row with its ratio and
+//! target, from the medians criterion wrote in this run
+//! (`<target>/criterion/<group>/<function>/new/estimates.json`), and writes
+//! the per-acquire costs of row 5 to `<target>/criterion/packlock-scaling.csv`
+//! for `cargo run --example bench_chart`.
+//!
+//! `--test` runs every scenario once (plain rows with tiny counts) and
+//! prints no ratio table; `--list` and `--profile-time` leave out the plain
+//! rows. A filter argument (`cargo bench -- handoff`) selects criterion
+//! groups as usual and plain rows whose name contains it.
 
-use std::fs::{self, File, OpenOptions};
+mod support;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use criterion::{Criterion, SamplingMode};
+use criterion::{BenchmarkId, Criterion, SamplingMode};
 use futures_lite::future;
 use packlock::{PACK_LOCK_FILE_NAME, PackLock};
-use tempfile::TempDir;
+
+use support::naive::NaiveLock;
+use support::report::{Estimates, Row, print_table, write_scaling_csv};
+use support::{
+    RunMode, floor_fstat, floor_path_stat, format_ns, raw_open, raw_open_lock_unlock, temp_dir,
+    tokio_runtime,
+};
 
 const OPEN_ACQUIRE_RELEASE: &str = "open_acquire_release";
 const REUSE_ACQUIRE_RELEASE: &str = "reuse_acquire_release";
 const ASYNC_OPEN_ACQUIRE_RELEASE: &str = "async_open_acquire_release";
 const CONTENDED: &str = "contended_64_tasks_x100";
+const SCALING: &str = "contended_scaling";
 
 /// Scenario 4: concurrent tasks, and acquires per task per round.
 const TASKS: usize = 64;
 const ACQUIRES_PER_TASK: usize = 100;
 
-/// Scenario groups in the order the ratio table lists them.
-const SCENARIOS: [&str; 4] =
-    [OPEN_ACQUIRE_RELEASE, REUSE_ACQUIRE_RELEASE, ASYNC_OPEN_ACQUIRE_RELEASE, CONTENDED];
+/// Scenario 5: numbers of contending tasks, and acquires per round, shared
+/// equally among the tasks.
+const TASK_COUNTS: [usize; 4] = [1, 8, 64, 512];
+const SCALING_ACQUIRES: usize = 4096;
 
 fn main() {
+    support::child::run_child_role_if_any();
     let started = SystemTime::now();
-    // Defaults sized so the whole bench takes about a minute on two cores;
+    let load_before = support::proc::load_average();
+    let mode = RunMode::from_args();
+    // Defaults sized so the whole bench takes a few minutes on two cores;
     // command-line options (`--measurement-time`, ...) still override them.
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50)
+        .without_plots()
         .configure_from_args();
 
     bench_open_acquire_release(&mut criterion);
     bench_reuse_acquire_release(&mut criterion);
     bench_async_open_acquire_release(&mut criterion);
     bench_contended(&mut criterion);
-
+    bench_scaling(&mut criterion);
     criterion.final_summary();
-    print_ratio_table(started);
+
+    if mode == RunMode::CriterionOnly {
+        return;
+    }
+    let filter = support::name_filter();
+    let plain_rows = support::plain::run(mode, filter.as_deref());
+    if mode == RunMode::Test {
+        println!("\n(--test: every scenario ran once with tiny counts; no ratio table)");
+        return;
+    }
+    let estimates = Estimates::new(started);
+    let mut rows = criterion_rows(&estimates);
+    rows.extend(plain_rows);
+    if rows.is_empty() {
+        println!("\n(nothing measured in this run: no table)");
+        return;
+    }
+    print_table(
+        "Every scenario beside its baseline, same run (medians; ratio = packlock / baseline):",
+        &rows,
+    );
+    print_floor(&estimates);
+    print_elapsed(started, load_before);
 }
 
 // ---------------------------------------------------------------------------
-// Scenarios
+// Scenarios 1-3: uncontended
 // ---------------------------------------------------------------------------
 
 fn bench_open_acquire_release(c: &mut Criterion) {
@@ -93,15 +142,18 @@ fn bench_open_acquire_release(c: &mut Criterion) {
         });
     });
     group.bench_function("baseline", |b| b.iter(|| raw_open_lock_unlock(&raw_path)));
+    group.bench_function("floor_path_stat", |b| b.iter(|| floor_path_stat(&raw_path)));
+    group.bench_function("floor_fstat", |b| b.iter(|| floor_fstat(&raw_path)));
     group.finish();
 }
 
 fn bench_reuse_acquire_release(c: &mut Criterion) {
     let dir = temp_dir();
-    // Two open file descriptions of one file; they never hold the lock at
-    // the same time below, so they never wait for each other.
+    let path = dir.path().join(PACK_LOCK_FILE_NAME);
+    // Separate open file descriptions of one file; they never hold the lock
+    // at the same time below, so they never wait for each other.
     let lock = PackLock::open(dir.path()).expect("open");
-    let file = raw_open(&dir.path().join(PACK_LOCK_FILE_NAME));
+    let file = raw_open(&path);
     let mut group = c.benchmark_group(REUSE_ACQUIRE_RELEASE);
     group.bench_function("packlock", |b| {
         b.iter(|| drop(black_box(lock.acquire().expect("acquire"))));
@@ -109,6 +161,20 @@ fn bench_reuse_acquire_release(c: &mut Criterion) {
     group.bench_function("baseline", |b| {
         b.iter(|| {
             file.lock().expect("lock");
+            file.unlock().expect("unlock");
+        });
+    });
+    group.bench_function("floor_path_stat", |b| {
+        b.iter(|| {
+            file.lock().expect("lock");
+            black_box(std::fs::metadata(&path).expect("stat"));
+            file.unlock().expect("unlock");
+        });
+    });
+    group.bench_function("floor_fstat", |b| {
+        b.iter(|| {
+            file.lock().expect("lock");
+            black_box(file.metadata().expect("fstat"));
             file.unlock().expect("unlock");
         });
     });
@@ -135,40 +201,65 @@ fn bench_async_open_acquire_release(c: &mut Criterion) {
     group.finish();
 }
 
+// ---------------------------------------------------------------------------
+// Scenarios 4-5: contended, packlock vs the naive design
+// ---------------------------------------------------------------------------
+
 fn bench_contended(c: &mut Criterion) {
     let dir = temp_dir();
     let lock = Arc::new(PackLock::open(dir.path()).expect("open"));
-    let raw_path: Arc<Path> = dir.path().join(PACK_LOCK_FILE_NAME).into();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let naive = Arc::new(NaiveLock::new(&dir.path().join(PACK_LOCK_FILE_NAME)));
+    let runtime = tokio_runtime();
 
     let mut group = c.benchmark_group(CONTENDED);
-    // One round is 6,400 acquires (milliseconds to a second): few, flat
-    // samples keep the run short.
+    // One round is 6,400 acquires (tens of milliseconds): few, flat samples
+    // keep the run short.
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
-        .measurement_time(Duration::from_secs(5));
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
     group.bench_function("packlock", |b| {
-        b.iter(|| assert_no_lost_update(runtime.block_on(packlock_round(Arc::clone(&lock)))));
+        b.iter(|| runtime.block_on(packlock_round(&lock, TASKS, ACQUIRES_PER_TASK)));
     });
     group.bench_function("baseline", |b| {
-        b.iter(|| assert_no_lost_update(runtime.block_on(baseline_round(Arc::clone(&raw_path)))));
+        b.iter(|| runtime.block_on(naive_round(&naive, TASKS, ACQUIRES_PER_TASK)));
     });
     group.finish();
 }
 
-/// One round of scenario 4 with packlock; returns the counter.
-async fn packlock_round(lock: Arc<PackLock>) -> usize {
+fn bench_scaling(c: &mut Criterion) {
+    let dir = temp_dir();
+    let lock = Arc::new(PackLock::open(dir.path()).expect("open"));
+    let naive = Arc::new(NaiveLock::new(&dir.path().join(PACK_LOCK_FILE_NAME)));
+    let runtime = tokio_runtime();
+
+    let mut group = c.benchmark_group(SCALING);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for tasks in TASK_COUNTS {
+        let per_task = SCALING_ACQUIRES / tasks;
+        group.bench_with_input(BenchmarkId::new("packlock", tasks), &tasks, |b, &tasks| {
+            b.iter(|| runtime.block_on(packlock_round(&lock, tasks, per_task)));
+        });
+        group.bench_with_input(BenchmarkId::new("naive", tasks), &tasks, |b, &tasks| {
+            b.iter(|| runtime.block_on(naive_round(&naive, tasks, per_task)));
+        });
+    }
+    group.finish();
+}
+
+/// One round with packlock: `tasks` tasks, `per_task` acquires each.
+async fn packlock_round(lock: &Arc<PackLock>, tasks: usize, per_task: usize) {
     let counter = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..TASKS)
+    let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            let (lock, counter) = (Arc::clone(&lock), Arc::clone(&counter));
+            let (lock, counter) = (Arc::clone(lock), Arc::clone(&counter));
             tokio::spawn(async move {
-                for _ in 0..ACQUIRES_PER_TASK {
+                for _ in 0..per_task {
                     let hold = lock.acquire_async().await.expect("acquire");
                     bump(&counter);
                     drop(hold);
@@ -176,38 +267,31 @@ async fn packlock_round(lock: Arc<PackLock>) -> usize {
             })
         })
         .collect();
-    for task in tasks {
-        task.await.expect("task");
+    for handle in handles {
+        handle.await.expect("task");
     }
-    counter.load(Ordering::Acquire)
+    assert_no_lost_update(&counter, tasks * per_task);
 }
 
-/// One round of scenario 4 done naively: raw blocking `flock` calls moved
-/// onto tokio's blocking pool. Returns the counter.
-async fn baseline_round(path: Arc<Path>) -> usize {
+/// One round with the naive design.
+async fn naive_round(lock: &Arc<NaiveLock>, tasks: usize, per_task: usize) {
     let counter = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..TASKS)
+    let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            let (path, counter) = (Arc::clone(&path), Arc::clone(&counter));
+            let (lock, counter) = (Arc::clone(lock), Arc::clone(&counter));
             tokio::spawn(async move {
-                for _ in 0..ACQUIRES_PER_TASK {
-                    let (path, counter) = (Arc::clone(&path), Arc::clone(&counter));
-                    tokio::task::spawn_blocking(move || {
-                        let file = raw_open(&path);
-                        file.lock().expect("lock");
-                        bump(&counter);
-                        file.unlock().expect("unlock");
-                    })
-                    .await
-                    .expect("blocking task");
+                for _ in 0..per_task {
+                    let hold = lock.acquire().await;
+                    bump(&counter);
+                    drop(hold);
                 }
             })
         })
         .collect();
-    for task in tasks {
-        task.await.expect("task");
+    for handle in handles {
+        handle.await.expect("task");
     }
-    counter.load(Ordering::Acquire)
+    assert_no_lost_update(&counter, tasks * per_task);
 }
 
 /// The critical section: a read-modify-write that is only correct under
@@ -217,112 +301,142 @@ fn bump(counter: &AtomicUsize) {
     counter.store(seen + 1, Ordering::Release);
 }
 
-fn assert_no_lost_update(total: usize) {
-    assert_eq!(total, TASKS * ACQUIRES_PER_TASK, "lost updates: exclusion failed");
+fn assert_no_lost_update(counter: &AtomicUsize, expected: usize) {
+    assert_eq!(counter.load(Ordering::Acquire), expected, "lost updates: exclusion failed");
 }
 
 // ---------------------------------------------------------------------------
-// Raw std::fs baseline
+// Report
 // ---------------------------------------------------------------------------
 
-fn raw_open(path: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .expect("open lock file")
-}
-
-fn raw_open_lock_unlock(path: &Path) {
-    let file = raw_open(path);
-    file.lock().expect("lock");
-    file.unlock().expect("unlock");
-    drop(black_box(file));
-}
-
-fn temp_dir() -> TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-// ---------------------------------------------------------------------------
-// Ratio table, from the estimates criterion wrote in this run
-// ---------------------------------------------------------------------------
-
-fn print_ratio_table(started: SystemTime) {
-    let listing_or_testing =
-        std::env::args().any(|arg| matches!(arg.as_str(), "--list" | "--test" | "--profile-time"));
-    if listing_or_testing {
-        return;
+/// Rows 1-5 of the table, from criterion's medians in this run.
+fn criterion_rows(estimates: &Estimates) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let simple = [
+        (
+            OPEN_ACQUIRE_RELEASE,
+            "sync open + acquire + release",
+            "raw `File` open + lock + unlock",
+            1.2,
+        ),
+        (
+            REUSE_ACQUIRE_RELEASE,
+            "reuse an open `PackLock`: acquire + release",
+            "raw `lock` + `unlock` on an open file",
+            1.5,
+        ),
+        (
+            ASYNC_OPEN_ACQUIRE_RELEASE,
+            "async uncontended open + `acquire_async` + release",
+            "raw open + lock + unlock",
+            1.5,
+        ),
+        (
+            CONTENDED,
+            "64 tasks x 100 acquires, one lock, tokio 2 workers (per round)",
+            "naive: tokio mutex + `spawn_blocking` flock",
+            0.5,
+        ),
+    ];
+    for (group, scenario, baseline, at_most) in simple {
+        let (Some(packlock), Some(base)) =
+            (estimates.median_ns(&[group, "packlock"]), estimates.median_ns(&[group, "baseline"]))
+        else {
+            continue;
+        };
+        let baseline = format!("{baseline}: {}", format_ns(base));
+        rows.push(Row::ratio(
+            scenario,
+            format_ns(packlock),
+            baseline,
+            packlock / base,
+            Some(at_most),
+        ));
     }
-    let root = criterion_home();
-    let rows: Vec<_> = SCENARIOS
+
+    // Scenario 5, per acquire.
+    let points: Vec<(usize, f64, f64)> = TASK_COUNTS
+        .iter()
+        .filter_map(|&tasks| {
+            let id = tasks.to_string();
+            let acquires = (SCALING_ACQUIRES / tasks * tasks) as f64;
+            let packlock = estimates.median_ns(&[SCALING, "packlock", &id])? / acquires;
+            let naive = estimates.median_ns(&[SCALING, "naive", &id])? / acquires;
+            Some((tasks, packlock, naive))
+        })
+        .collect();
+    for &(tasks, packlock, naive) in &points {
+        rows.push(Row::ratio(
+            format!("{tasks} task{} contending, per acquire", if tasks == 1 { "" } else { "s" }),
+            format_ns(packlock),
+            format!("naive: {}", format_ns(naive)),
+            packlock / naive,
+            None,
+        ));
+    }
+    let at = |n: usize| points.iter().find(|p| p.0 == n).copied();
+    if let (Some((_, p8, n8)), Some((_, p512, n512))) = (at(8), at(512)) {
+        rows.push(Row::ratio(
+            "512 vs 8 tasks contending: packlock per acquire",
+            format!("512 tasks: {}", format_ns(p512)),
+            format!("8 tasks: {} (naive: 512/8 = {:.2}x)", format_ns(p8), n512 / n8),
+            p512 / p8,
+            Some(1.3),
+        ));
+    }
+    if !points.is_empty() {
+        let csv = estimates.root().join("packlock-scaling.csv");
+        match write_scaling_csv(&csv, &points) {
+            Ok(()) => println!("\nper-acquire costs by task count written to {}", csv.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", csv.display()),
+        }
+    }
+    rows
+}
+
+/// packlock against the floor of its design, for the uncontended rows:
+/// its own system calls made raw, and those of DESIGN.md's cheaper check.
+fn print_floor(estimates: &Estimates) {
+    let groups = [OPEN_ACQUIRE_RELEASE, REUSE_ACQUIRE_RELEASE];
+    let rows: Vec<_> = groups
         .iter()
         .filter_map(|&group| {
-            let packlock = median_ns(&root, group, "packlock", started)?;
-            let baseline = median_ns(&root, group, "baseline", started)?;
-            Some((group, packlock, baseline))
+            let median = |function| estimates.median_ns(&[group, function]);
+            let floors = (median("floor_path_stat")?, median("floor_fstat")?);
+            Some((group, median("packlock")?, median("baseline")?, floors))
         })
         .collect();
     if rows.is_empty() {
-        println!("\n(no estimates measured in this run under {}: no ratio table)", root.display());
         return;
     }
-    println!("\nMedian time per iteration, packlock vs baseline (this run):\n");
-    println!("| scenario | packlock | baseline | ratio |");
-    println!("|---|---:|---:|---:|");
-    for (group, packlock, baseline) in rows {
+    println!("\nThe floor: the same system calls made raw (ratios to the raw baseline):\n");
+    println!(
+        "| scenario | packlock | raw baseline | packlock's syscalls, raw (+ `stat(path)`) | \
+         packlock / that | with one `fstat` instead (DESIGN.md's check) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (group, packlock, baseline, (path_stat, fstat)) in rows {
         println!(
-            "| {group} | {} | {} | {:.2}x |",
+            "| {group} | {} ({:.2}x) | {} | {} ({:.2}x) | {:.2}x | {} ({:.2}x) |",
             format_ns(packlock),
+            packlock / baseline,
             format_ns(baseline),
-            packlock / baseline
+            format_ns(path_stat),
+            path_stat / baseline,
+            packlock / path_stat,
+            format_ns(fstat),
+            fstat / baseline,
         );
     }
 }
 
-/// Where criterion writes its results, found the way criterion finds it:
-/// `$CRITERION_HOME`, else `<target dir>/criterion`. The target directory is
-/// `$CARGO_TARGET_DIR`, else the nearest ancestor of this executable that
-/// holds cargo's `CACHEDIR.TAG`.
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
+fn print_elapsed(started: SystemTime, load_before: Option<f64>) {
+    if let Ok(elapsed) = started.elapsed() {
+        println!("\nbench run took {:.0} s", elapsed.as_secs_f64());
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).or_else(|| {
-        let exe = std::env::current_exe().ok()?;
-        exe.ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()).map(Path::to_path_buf)
-    });
-    target.unwrap_or_else(|| PathBuf::from("target")).join("criterion")
-}
-
-/// The median point estimate (ns per iteration) of `group/function`, if
-/// criterion wrote it during this run (older files are ignored).
-fn median_ns(root: &Path, group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = root.join(group).join(function).join("new").join("estimates.json");
-    let modified = fs::metadata(&path).ok()?.modified().ok()?;
-    // Allow for coarse file-system timestamps.
-    if modified + Duration::from_secs(2) < since {
-        return None;
-    }
-    parse_median(&fs::read_to_string(path).ok()?)
-}
-
-/// Finds `"median":{...,"point_estimate":X` in criterion's compact JSON.
-fn parse_median(json: &str) -> Option<f64> {
-    const KEY: &str = "\"point_estimate\":";
-    let median = &json[json.find("\"median\"")?..];
-    let value = &median[median.find(KEY)? + KEY.len()..];
-    let end = value.find([',', '}'])?;
-    value[..end].trim().parse().ok()
-}
-
-fn format_ns(ns: f64) -> String {
-    match ns {
-        ns if ns >= 1e9 => format!("{:.3} s", ns / 1e9),
-        ns if ns >= 1e6 => format!("{:.3} ms", ns / 1e6),
-        ns if ns >= 1e3 => format!("{:.3} µs", ns / 1e3),
-        ns => format!("{ns:.1} ns"),
+    // Other work on the machine skews some rows more than others.
+    if let (Some(before), Some(after)) = (load_before, support::proc::load_average()) {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        println!("load average (1 min) at start {before:.2}, at end {after:.2}, on {cores} cores");
     }
 }
