@@ -47,7 +47,9 @@ impl PackLock {
     ///
     /// # Errors
     ///
-    /// [`PackLockError::Io`] when the OS lock call fails.
+    /// [`PackLockError::Reentrant`] when, inside
+    /// [`with_tier_scope`](crate::with_tier_scope), this task already holds
+    /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
     ///
     /// # Example
     ///

@@ -236,7 +236,9 @@ impl PackLock {
     ///
     /// # Errors
     ///
-    /// [`PackLockError::Io`] when the OS lock call fails.
+    /// [`PackLockError::Reentrant`] when this thread (or, inside
+    /// [`with_tier_scope`](crate::with_tier_scope), this task) already holds
+    /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
     ///
     /// # Example
     ///
@@ -268,6 +270,7 @@ impl PackLock {
     /// # Errors
     ///
     /// [`PackLockError::TimedOut`] when the lock was not had in time,
+    /// [`PackLockError::Reentrant`] when this thread already holds it,
     /// [`PackLockError::Io`] when the OS lock call fails.
     ///
     /// # Example
