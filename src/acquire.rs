@@ -225,13 +225,13 @@ pub(crate) async fn run(
     wait: Wait,
     held: Option<Arc<HeldContext>>,
 ) -> Result<PackLockHold, PackLockError> {
+    let mut target = lock.target();
     if let Some(held) = &held {
-        check_before_waiting(lock, wait, held)?;
+        check_before_waiting(lock, &target, wait, held)?;
     }
     let mut waiter =
         Waiter { wait, log_after: lock.options().log_wait_after, watch: WaitWatch::default() };
     loop {
-        let target = lock.target();
         let claim = take_slot(Arc::clone(&target), lock.mode(), &mut waiter).await?;
         let claim = match lock.mode() {
             Mode::Exclusive => lock_os(claim, &mut waiter).await?,
@@ -251,6 +251,7 @@ pub(crate) async fn run(
         log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
         drop(claim);
         lock.reopen(&target)?;
+        target = lock.target();
     }
 }
 
@@ -278,13 +279,14 @@ impl Waiter {
 /// reported (a `try_acquire` cannot deadlock, so only waiting ones).
 fn check_before_waiting(
     lock: &PackLock,
+    target: &Target,
     wait: Wait,
     held: &HeldContext,
 ) -> Result<(), PackLockError> {
     if wait == Wait::Never {
         return Ok(());
     }
-    held.check_reentry(&lock.target())?;
+    held.check_reentry(target)?;
     if let Some(tier) = lock.tier() {
         held.check_order(tier, Some(lock.path()));
     }
