@@ -18,9 +18,8 @@ use crate::claim::Claim;
 use crate::lock::Target;
 use crate::registry::SlotGuard;
 use crate::report::WaitWatch;
-use crate::shared::SharedLease;
 use crate::sidecar::Mode;
-use crate::tier::HeldContext;
+use crate::tier::{HeldContext, Registration};
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
 /// How an acquire may wait for the lock.
@@ -223,15 +222,16 @@ impl PackLock {
 pub(crate) async fn run(
     lock: &PackLock,
     wait: Wait,
-    held: Option<Arc<HeldContext>>,
+    mut held: Option<Arc<HeldContext>>,
 ) -> Result<PackLockHold, PackLockError> {
-    let mut target = lock.target();
-    if let Some(held) = &held {
-        check_before_waiting(lock, &target, wait, held)?;
-    }
     let mut waiter =
         Waiter { wait, log_after: lock.options().log_wait_after, watch: WaitWatch::default() };
+    let mut target = lock.target();
     loop {
+        let registration = match held.take() {
+            Some(held) => Some(enter(held, lock, &target, wait)?),
+            None => None,
+        };
         let claim = take_slot(Arc::clone(&target), lock.mode(), &mut waiter).await?;
         let claim = match lock.mode() {
             Mode::Exclusive => lock_os(claim, &mut waiter).await?,
@@ -245,11 +245,11 @@ pub(crate) async fn run(
             if let (true, Some(label)) = (claim.took_the_lock(), &lock.options().label) {
                 claim.sidecar().record_holder(label);
             }
-            let registration = held.map(|held| held.register(lock.tier(), Some(target)));
             return Ok(PackLockHold::new(claim, registration));
         }
         log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
         drop(claim);
+        held = registration.map(Registration::leave);
         lock.reopen(&target)?;
         target = lock.target();
     }
@@ -274,23 +274,17 @@ impl Waiter {
     }
 }
 
-/// Step 0: an acquire that would wait for a lock its own thread or task
-/// holds fails instead of hanging; one that would break the tier order is
+/// Step 0: records the lock file as held by the caller's thread or task.
+/// An acquire that would wait for a lock its own thread or task holds
+/// fails instead of hanging; one that would break the tier order is
 /// reported (a `try_acquire` cannot deadlock, so only waiting ones).
-fn check_before_waiting(
+fn enter(
+    held: Arc<HeldContext>,
     lock: &PackLock,
-    target: &Target,
+    target: &Arc<Target>,
     wait: Wait,
-    held: &HeldContext,
-) -> Result<(), PackLockError> {
-    if wait == Wait::Never {
-        return Ok(());
-    }
-    held.check_reentry(target)?;
-    if let Some(tier) = lock.tier() {
-        held.check_order(tier, Some(lock.path()));
-    }
-    Ok(())
+) -> Result<Registration, PackLockError> {
+    held.enter_lock(Arc::clone(target), lock.tier(), wait != Wait::Never)
 }
 
 /// Step 1: the in-process slot, for writing (exclusive) or reading (shared).
@@ -320,11 +314,10 @@ async fn take_slot(
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
 /// else by waiting as the waiter may.
 async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    let lease = claim.shared_lease(); // unused by exclusive claims
-    if claim.try_lock(&lease)? {
+    if claim.try_lock()? {
         return Ok(claim);
     }
-    let (claim, ()) = wait_for_os_lock(claim, lease, (), waiter).await?;
+    let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
     Ok(claim)
 }
 
@@ -333,7 +326,7 @@ async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLoc
 /// mutex so that the other readers of this process wait here rather than
 /// in the kernel.
 async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    let lease = claim.shared_lease();
+    let lease = Arc::clone(claim.shared_lease());
     if claim.try_join(&lease) {
         return Ok(claim);
     }
@@ -348,10 +341,10 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
         }
     };
     // Another reader may have taken it while we waited for `taking`.
-    if claim.try_join(&lease) || claim.try_lock(&lease)? {
+    if claim.try_join(&lease) || claim.try_lock()? {
         return Ok(claim);
     }
-    let (claim, _taking) = wait_for_os_lock(claim, lease, taking, waiter).await?;
+    let (claim, _taking) = wait_for_os_lock(claim, taking, waiter).await?;
     Ok(claim)
 }
 
@@ -361,14 +354,13 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
 /// that goes away leaves a job that releases everything once granted.
 async fn wait_for_os_lock<P: Send + 'static>(
     claim: Claim,
-    lease: Arc<SharedLease>,
     passenger: P,
     waiter: &mut Waiter,
 ) -> Result<(Claim, P), PackLockError> {
     waiter.must_wait(claim.target())?;
     let path = claim.sidecar().path();
     log::debug!("waiting for lock on {}: another process holds it", path.display());
-    let job = move || claim.lock_blocking(&lease).map(|claim| (claim, passenger));
+    let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
     match waiter.wait {
         Wait::Task => blocking::unblock(job).await,
         _ => job(),

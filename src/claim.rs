@@ -55,12 +55,12 @@ impl Claim {
     }
 
     /// The process's shared lock on this file.
-    pub(crate) fn shared_lease(&self) -> Arc<SharedLease> {
+    pub(crate) fn shared_lease(&self) -> &Arc<SharedLease> {
         let entry = match &self.slot {
             SlotGuard::Exclusive(guard) => &**guard,
             SlotGuard::Shared(guard) => &**guard,
         };
-        Arc::clone(&entry.shared_lease)
+        &entry.shared_lease
     }
 
     /// Joins the process's shared lock if a shared hold has it now.
@@ -78,27 +78,28 @@ impl Claim {
     }
 
     /// Takes the OS lock on our file if it is free; `Ok(false)` when busy.
-    pub(crate) fn try_lock(&mut self, lease: &Arc<SharedLease>) -> Result<bool, PackLockError> {
+    pub(crate) fn try_lock(&mut self) -> Result<bool, PackLockError> {
         let locked = self.target.sidecar.try_lock(self.mode())?;
         if locked {
-            self.granted(lease);
+            self.granted();
         }
         Ok(locked)
     }
 
     /// Blocks the calling thread until the OS lock on our file is granted.
-    pub(crate) fn lock_blocking(mut self, lease: &Arc<SharedLease>) -> Result<Self, PackLockError> {
+    pub(crate) fn lock_blocking(mut self) -> Result<Self, PackLockError> {
         self.target.sidecar.lock(self.mode())?;
-        self.granted(lease);
+        self.granted();
         Ok(self)
     }
 
-    fn granted(&mut self, lease: &Arc<SharedLease>) {
+    fn granted(&mut self) {
+        let target = Arc::clone(&self.target);
         self.os = Some(match self.mode() {
-            Mode::Exclusive => {
-                OsLock::Exclusive(Exclusive { target: Arc::clone(&self.target), released: false })
+            Mode::Exclusive => OsLock::Exclusive(Exclusive { target, released: false }),
+            Mode::Shared => {
+                OsLock::Shared { share: self.shared_lease().start(target), joined: false }
             }
-            Mode::Shared => OsLock::Shared { share: lease.start(&self.target), joined: false },
         });
     }
 

@@ -60,8 +60,11 @@
 //! included. An acquire that would wait for a lock file the same thread
 //! (sync code) or the same [`with_tier_scope`] task (async code) already
 //! holds fails with [`PackLockError::Reentrant`] instead of waiting for
-//! itself forever; other threads and tasks wait normally. Async code outside
-//! any scope has no task identity, so there re-entrancy is not detected.
+//! itself forever; other threads and tasks wait normally. An acquire counts
+//! from the moment it starts waiting, so a second acquire of the same file
+//! joined into the same task (say with `futures::join!`) fails too, rather
+//! than queue behind a hold the task cannot drop. Async code outside any
+//! scope has no task identity, so there re-entrancy is not detected.
 //!
 //! # Cancellation
 //!

@@ -43,10 +43,10 @@ impl SharedLease {
 
     /// Records the OS shared lock just taken on `target` (by the holder of
     /// `taking`) as the process's, held by one share.
-    pub(crate) fn start(self: &Arc<Self>, target: &Arc<Target>) -> Share {
+    pub(crate) fn start(self: &Arc<Self>, target: Arc<Target>) -> Share {
         let mut state = self.state();
         state.holders = 1;
-        state.locked = Some(Arc::clone(target));
+        state.locked = Some(target);
         Share { lease: Arc::clone(self), left: false }
     }
 

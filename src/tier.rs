@@ -11,9 +11,8 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -202,9 +201,7 @@ impl TierGuard {
     /// drop(guard);
     /// ```
     pub fn push(tier: Tier) -> Self {
-        let context = HeldContext::for_thread();
-        context.check_order(tier, None);
-        Self { _registration: context.register(Some(tier), None) }
+        Self { _registration: HeldContext::for_thread().enter_tier(tier) }
     }
 }
 
@@ -303,8 +300,13 @@ impl Drop for Entered {
 /// What one thread or task holds: tiers and lock files.
 #[derive(Default)]
 pub(crate) struct HeldContext {
-    entries: Mutex<Vec<Entry>>,
-    next_id: AtomicU64,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    next_id: u64,
+    entries: Vec<Entry>,
 }
 
 struct Entry {
@@ -326,79 +328,118 @@ impl HeldContext {
         SCOPE.with(|scope| scope.borrow().clone())
     }
 
-    /// Fails when this context already holds the lock file of `target`:
-    /// waiting for it would wait for ourselves.
-    pub(crate) fn check_reentry(&self, target: &Target) -> Result<(), PackLockError> {
-        let key = target.sidecar.key();
-        let held = self.entries().iter().flat_map(|e| &e.lock).any(|l| l.sidecar.key() == key);
-        if held {
+    /// Records `target` (of `tier`) as held here from now on — an acquire
+    /// enters before it waits, so that its own task cannot wait for it a
+    /// second time. With `check` (acquires that may wait), first fails if
+    /// the lock file is already held here, since waiting would wait for
+    /// ourselves, and reports a tier taken out of order. One lock of the
+    /// record for all of it: this runs on every acquire.
+    pub(crate) fn enter_lock(
+        self: Arc<Self>,
+        target: Arc<Target>,
+        tier: Option<Tier>,
+        check: bool,
+    ) -> Result<Registration, PackLockError> {
+        let mut held = self.held();
+        if check && held.holds(&target) {
             let path = target.sidecar.path().to_path_buf();
             return Err(PackLockError::Reentrant { path });
         }
-        Ok(())
+        let violation = tier.filter(|_| check).and_then(|tier| held.violation(tier, Some(&target)));
+        let id = held.push(tier, Some(target));
+        drop(held);
+        Ok(self.registered(id, violation))
     }
 
-    /// Applies the [`TierPolicy`] when `tier` is not above every tier held.
-    pub(crate) fn check_order(&self, tier: Tier, path: Option<&Path>) {
-        let entries = self.entries();
-        let conflict = entries
-            .iter()
-            .filter_map(|e| Some((e.tier?, e.lock.as_ref().map(|l| l.sidecar.path()))))
-            .filter(|(held, _)| held.rank >= tier.rank)
-            .max_by_key(|(held, _)| held.rank);
-        let Some((held, held_path)) = conflict else { return };
-        let message = format!(
-            "lock tier violation: taking tier {tier}{} while holding tier {held}{}; \
-             tiers must be taken in strictly increasing rank",
-            for_path(path),
-            for_path(held_path),
-        );
-        drop(entries);
-        match tier_policy() {
-            TierPolicy::Panic => panic!("{message}"),
-            TierPolicy::Log => log::error!("{message}"),
+    /// Records `tier` as held here, reporting it if it is out of order.
+    fn enter_tier(self: Arc<Self>, tier: Tier) -> Registration {
+        let mut held = self.held();
+        let violation = held.violation(tier, None);
+        let id = held.push(Some(tier), None);
+        drop(held);
+        self.registered(id, violation)
+    }
+
+    /// The registration of entry `id`, made before a tier violation is
+    /// reported, so that a panicking report still removes the entry.
+    fn registered(self: Arc<Self>, id: u64, violation: Option<String>) -> Registration {
+        let registration = Registration { context: self, id };
+        if let Some(message) = violation {
+            match tier_policy() {
+                TierPolicy::Panic => panic!("{message}"),
+                TierPolicy::Log => log::error!("{message}"),
+            }
         }
+        registration
     }
 
-    /// Records a tier and/or a lock file as held until the registration drops.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        tier: Option<Tier>,
-        lock: Option<Arc<Target>>,
-    ) -> Registration {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.entries().push(Entry { id, tier, lock });
-        Registration { context: Arc::clone(self), id }
-    }
-
-    fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn for_path(path: Option<&Path>) -> String {
-    path.map(|p| format!(" (lock `{}`)", p.display())).unwrap_or_default()
+impl Held {
+    /// Whether the lock file of `target` is held here.
+    fn holds(&self, target: &Target) -> bool {
+        let key = target.sidecar.key();
+        self.entries.iter().flat_map(|e| &e.lock).any(|held| held.sidecar.key() == key)
+    }
+
+    /// The message for taking `tier` (for the lock `target`, if any) while
+    /// holding a tier of equal or higher rank, if that is the case.
+    fn violation(&self, tier: Tier, target: Option<&Target>) -> Option<String> {
+        let (held, held_lock) = self
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.tier?, e.lock.as_deref())))
+            .filter(|(held, _)| held.rank >= tier.rank)
+            .max_by_key(|(held, _)| held.rank)?;
+        Some(format!(
+            "lock tier violation: taking tier {tier}{} while holding tier {held}{}; \
+             tiers must be taken in strictly increasing rank",
+            for_lock(target),
+            for_lock(held_lock),
+        ))
+    }
+
+    fn push(&mut self, tier: Option<Tier>, lock: Option<Arc<Target>>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push(Entry { id, tier, lock });
+        id
+    }
+}
+
+fn for_lock(target: Option<&Target>) -> String {
+    target.map(|t| format!(" (lock `{}`)", t.sidecar.path().display())).unwrap_or_default()
 }
 
 impl fmt::Debug for HeldContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = self.entries();
-        let tiers: Vec<_> = entries.iter().filter_map(|e| e.tier).collect();
+        let held = self.held();
+        let tiers: Vec<_> = held.entries.iter().filter_map(|e| e.tier).collect();
         let locks: Vec<_> =
-            entries.iter().flat_map(|e| &e.lock).map(|l| l.sidecar.path()).collect();
+            held.entries.iter().flat_map(|e| &e.lock).map(|l| l.sidecar.path()).collect();
         f.debug_struct("HeldContext").field("tiers", &tiers).field("locks", &locks).finish()
     }
 }
 
-/// One entry in a context, removed when dropped (from any thread).
+/// One entry in a [`HeldContext`], removed when dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
     context: Arc<HeldContext>,
     id: u64,
 }
 
+impl Registration {
+    /// Removes the entry now, giving back the context it was in.
+    pub(crate) fn leave(self) -> Arc<HeldContext> {
+        Arc::clone(&self.context)
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.context.entries().retain(|e| e.id != self.id);
+        self.context.held().entries.retain(|e| e.id != self.id);
     }
 }

@@ -138,3 +138,58 @@ fn tasks_outside_scopes_on_one_thread_are_not_mistaken_for_each_other() {
         other.await.expect("task").expect("the other task waits, then acquires");
     });
 }
+
+/// Runs `f` on its own thread and returns what it returns, failing the
+/// test (rather than hanging it) if that takes more than 30 s.
+fn within_30s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, outcome) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    outcome.recv_timeout(Duration::from_secs(30)).expect("hung: waited for itself")
+}
+
+/// An acquire counts as the task's from the moment it starts waiting: a
+/// second acquire of the same file joined into the same task fails at once
+/// rather than queue behind the first, whose hold the task would only drop
+/// after both finished (a deadlock).
+#[test]
+fn a_second_acquire_while_the_first_waits_in_the_same_scope_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    let elsewhere = lock.acquire().expect("acquire on the main thread's own record");
+    let second = within_30s(move || {
+        future::block_on(with_tier_scope(async {
+            let mut first = std::pin::pin!(lock.acquire_async());
+            assert!(future::poll_once(&mut first).await.is_none(), "the main thread holds it");
+            let second = lock.acquire_async().await.map(drop);
+            drop(elsewhere);
+            let hold = first.await.expect("the first acquire still gets the lock");
+            drop(hold);
+            drop(lock.acquire_async().await.expect("and the scope may take it again"));
+            second
+        }))
+    });
+    assert_reentrant(second.map(|()| unreachable!()), &lock_in(&dir));
+}
+
+/// Two `PackLock`s opened the lock file before it was replaced. The first
+/// reopens and holds the new file; the second finds out only after locking
+/// the old one, and must then see that this thread holds the new file
+/// instead of waiting for itself.
+#[cfg(unix)]
+#[test]
+fn reentry_is_caught_after_reopening_a_replaced_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, second) = (lock_in(&dir), lock_in(&dir));
+    let fresh = dir.path().join("fresh");
+    std::fs::write(&fresh, b"").expect("create replacement");
+    std::fs::rename(&fresh, first.path()).expect("rename over the lock file");
+    let (hold, again, second) = within_30s(move || {
+        let hold = first.acquire();
+        let again = second.acquire();
+        (hold.map(|hold| hold.validate()), again.map(drop), second)
+    });
+    hold.expect("first acquire").expect("it holds the file now at the path");
+    assert_reentrant(again.map(|()| unreachable!()), &second);
+}
