@@ -110,23 +110,29 @@ pub fn raw_open_lock_unlock(path: &Path) {
 }
 
 /// The system calls packlock makes for one uncontended open + acquire +
-/// release, done raw: open, `fstat` for the registry key, lock,
-/// `stat(path)` for the identity check, unlock, close.
+/// release, done raw: open, `fstat` for the registry key, `getpid` for the
+/// opener, lock, `stat(path)` for the identity check, `getpid` (a forked
+/// child must not unlock), unlock, close.
 pub fn floor_path_stat(path: &Path) {
     let file = raw_open(path);
     black_box(file.metadata().expect("fstat"));
+    black_box(std::process::id());
     file.lock().expect("lock");
     black_box(std::fs::metadata(path).expect("stat"));
+    black_box(std::process::id());
     file.unlock().expect("unlock");
     drop(black_box(file));
 }
 
-/// The system calls DESIGN.md's cheaper identity check needs: open, lock,
-/// one `fstat` (the registry key, and `nlink > 0`), unlock, close.
+/// The same with DESIGN.md's cheaper identity check: one `fstat` after
+/// locking (the registry key, and `nlink > 0`) instead of `fstat` and
+/// `stat(path)`.
 pub fn floor_fstat(path: &Path) {
     let file = raw_open(path);
+    black_box(std::process::id());
     file.lock().expect("lock");
     black_box(file.metadata().expect("fstat"));
+    black_box(std::process::id());
     file.unlock().expect("unlock");
     drop(black_box(file));
 }
