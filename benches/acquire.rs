@@ -19,8 +19,8 @@
 //!    against `lock` + `unlock` on a `File` opened once; the floors add the
 //!    identity `stat(path)` (or an `fstat`) and the `getpid` at release.
 //! 3. `async_open_acquire_release`: scenario 1 through `acquire_async().await`,
-//!    driven by `futures_lite::future::block_on`; the baseline runs the raw
-//!    open + lock + unlock inside the same `block_on`.
+//!    driven by `futures_lite::future::block_on`; the baseline and the
+//!    floors run the raw calls inside the same `block_on`.
 //! 4. `contended_64_tasks_x100`: 64 tokio tasks on a 2-worker multi-thread
 //!    runtime each acquire one lock 100 times and bump a shared counter
 //!    inside the critical section. The baseline is the naive design
@@ -200,6 +200,12 @@ fn bench_async_open_acquire_release(c: &mut Criterion) {
     });
     group.bench_function("baseline", |b| {
         b.iter(|| future::block_on(async { raw_open_lock_unlock(&raw_path) }));
+    });
+    group.bench_function("floor_path_stat", |b| {
+        b.iter(|| future::block_on(async { floor_path_stat(&raw_path) }));
+    });
+    group.bench_function("floor_fstat", |b| {
+        b.iter(|| future::block_on(async { floor_fstat(&raw_path) }));
     });
     group.finish();
 }
@@ -400,7 +406,7 @@ fn criterion_rows(estimates: &Estimates) -> Vec<Row> {
 /// packlock against the floor of its design, for the uncontended rows:
 /// its own system calls made raw, and those of DESIGN.md's cheaper check.
 fn print_floor(estimates: &Estimates) {
-    let groups = [OPEN_ACQUIRE_RELEASE, REUSE_ACQUIRE_RELEASE];
+    let groups = [OPEN_ACQUIRE_RELEASE, REUSE_ACQUIRE_RELEASE, ASYNC_OPEN_ACQUIRE_RELEASE];
     let rows: Vec<_> = groups
         .iter()
         .filter_map(|&group| {
