@@ -8,8 +8,8 @@
 //! 1. `open_acquire_release`: `PackLock::open(dir)?.acquire()?`, then drop
 //!    both, against opening the same file with `std::fs::OpenOptions`
 //!    (read + write + create, no truncate), `File::lock`, `File::unlock` and
-//!    close. That is what packlock does underneath, so the difference is its
-//!    own bookkeeping. Two more functions show where the floor is:
+//!    close: the lock alone, with none of packlock's checks. Two more
+//!    functions show where the floor is:
 //!    `floor_path_stat` makes packlock's own system calls raw (the raw ones
 //!    plus an `fstat` for the registry key, the identity `stat(path)` after
 //!    locking, and the two `getpid`s of fork safety), `floor_fstat` those of

@@ -1,6 +1,9 @@
 //! The acquire pipeline, shared by every way of waiting, and the async
 //! acquire that runs on it.
 //!
+//! 0. record the lock file in the caller's thread's or task's record of
+//!    what it holds (failing a re-entrant acquire, reporting a tier out of
+//!    order);
 //! 1. take the in-process slot of the lock file;
 //! 2. fast path: try the OS lock without blocking, on the caller's thread;
 //! 3. slow path: block in the OS lock — on the caller's thread for sync
@@ -19,7 +22,7 @@ use crate::lock::Target;
 use crate::registry::SlotGuard;
 use crate::report::WaitWatch;
 use crate::sidecar::Mode;
-use crate::tier::{HeldContext, Registration};
+use crate::tier::{Checks, HeldContext, Registration};
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
 /// How an acquire may wait for the lock.
@@ -227,9 +230,12 @@ pub(crate) async fn run(
     let mut waiter =
         Waiter { wait, log_after: lock.options().log_wait_after, watch: WaitWatch::default() };
     let mut target = lock.target();
+    // Step 0: record the lock file as the caller's (a `try_acquire` cannot
+    // deadlock, so it is not checked).
+    let mut checks = if wait == Wait::Never { Checks::Nothing } else { Checks::ReentryAndOrder };
     loop {
         let registration = match held.take() {
-            Some(held) => Some(enter(held, lock, &target, wait)?),
+            Some(held) => Some(held.enter_lock(Arc::clone(&target), lock.tier(), checks)?),
             None => None,
         };
         let claim = take_slot(Arc::clone(&target), lock.mode(), &mut waiter).await?;
@@ -249,7 +255,13 @@ pub(crate) async fn run(
         }
         log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
         drop(claim);
+        // The entry names the old file: give it up, so that the next pass
+        // records the new one, and checks that the caller does not hold the
+        // new one already. The tier order was checked (and reported) once.
         held = registration.map(Registration::leave);
+        if checks == Checks::ReentryAndOrder {
+            checks = Checks::Reentry;
+        }
         lock.reopen(&target)?;
         target = lock.target();
     }
@@ -272,19 +284,6 @@ impl Waiter {
         self.watch.waiting(target, self.log_after);
         Ok(())
     }
-}
-
-/// Step 0: records the lock file as held by the caller's thread or task.
-/// An acquire that would wait for a lock its own thread or task holds
-/// fails instead of hanging; one that would break the tier order is
-/// reported (a `try_acquire` cannot deadlock, so only waiting ones).
-fn enter(
-    held: Arc<HeldContext>,
-    lock: &PackLock,
-    target: &Arc<Target>,
-    wait: Wait,
-) -> Result<Registration, PackLockError> {
-    held.enter_lock(Arc::clone(target), lock.tier(), wait != Wait::Never)
 }
 
 /// Step 1: the in-process slot, for writing (exclusive) or reading (shared).

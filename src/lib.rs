@@ -42,11 +42,13 @@
 //!   `stat`) that the path still names the locked file; if the file was
 //!   deleted, renamed away or renamed over, it unlocks, reopens and tries
 //!   again. [`PackLockHold::validate`] repeats the check on demand.
-//! * **Cost**: an uncontended acquire + release on an open `PackLock` makes
-//!   four system calls — `flock`, the identity `stat`, `getpid` (so that a
-//!   child made by `fork` never releases its parent's lock) and `flock` to
-//!   unlock — against the two of a bare `flock` pair. The README's
-//!   performance section has the measurements.
+//! * **Cost**: on Unix, an uncontended exclusive acquire + release on an
+//!   open `PackLock` makes four system calls — `flock`, the identity `stat`,
+//!   `getpid` (so that a child made by `fork` never releases its parent's
+//!   lock) and `flock` to unlock — against the two of a bare `flock` pair.
+//!   (A [label](PackLockBuilder::label) adds the calls that write it; a
+//!   shared acquire that joins the process's shared lock makes no `flock`
+//!   call.) The README's performance section has the measurements.
 //!
 //! # Which acquire to call
 //!
@@ -66,10 +68,11 @@
 //! (sync code) or the same [`with_tier_scope`] task (async code) already
 //! holds fails with [`PackLockError::Reentrant`] instead of waiting for
 //! itself forever; other threads and tasks wait normally. An acquire counts
-//! from the moment it starts waiting, so a second acquire of the same file
-//! joined into the same task (say with `futures::join!`) fails too, rather
-//! than queue behind a hold the task cannot drop. Async code outside any
-//! scope has no task identity, so there re-entrancy is not detected.
+//! as the caller's from its first poll, before it even tries the lock, so a
+//! second acquire of the same file joined into the same task (say with
+//! `futures::join!`) fails too, rather than queue behind a hold the task
+//! cannot drop. Async code outside any scope has no task identity, so there
+//! re-entrancy is not detected.
 //!
 //! # Cancellation
 //!
@@ -139,6 +142,9 @@
 //!   [`with_tier_scope`], a future wrapper that installs the task's record
 //!   around each poll — on any executor, even when the task moves between
 //!   worker threads. Outside any scope, async acquires are not checked.
+//! * An acquire counts from its first poll: a task that takes a lower tier
+//!   while one of its acquires still waits (in another branch of a
+//!   `join!`, say) commits the same violation as while holding.
 //! * Every guard and hold remembers the record it went into and removes its
 //!   own entry when dropped, so dropping out of order, or on another thread,
 //!   never corrupts a record.

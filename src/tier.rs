@@ -4,9 +4,10 @@
 //! Every thread has a context of its own. [`with_tier_scope`] gives a task a
 //! context of its own: a future wrapper that installs it around each poll,
 //! so the record follows the task to whichever worker thread polls it.
-//! Each registration (a [`TierGuard`] or a hold) remembers the context it
-//! went into and removes exactly its own entry when dropped, so guards
-//! dropped out of order or on another thread never corrupt a record.
+//! Each registration — a [`TierGuard`], or an acquire from its first poll
+//! until its hold is dropped — remembers the context it went into and
+//! removes exactly its own entry when dropped, so guards dropped out of
+//! order or on another thread never corrupt a record.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -267,7 +268,7 @@ impl<F: Future> Future for TierScope<F> {
 
 impl<F> fmt::Debug for TierScope<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TierScope").field("holds", &self.context).finish_non_exhaustive()
+        f.debug_struct("TierScope").field("record", &self.context).finish_non_exhaustive()
     }
 }
 
@@ -297,16 +298,27 @@ impl Drop for Entered {
     }
 }
 
-/// What one thread or task holds: tiers and lock files.
+/// What one thread or task holds, or is acquiring: tiers and lock files.
 #[derive(Default)]
 pub(crate) struct HeldContext {
-    held: Mutex<Held>,
+    record: Mutex<Record>,
 }
 
 #[derive(Default)]
-struct Held {
+struct Record {
     next_id: u64,
     entries: Vec<Entry>,
+}
+
+/// What [`HeldContext::enter_lock`] checks before it records a lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checks {
+    /// Nothing: an acquire that cannot wait cannot deadlock.
+    Nothing,
+    /// Only that the lock file is not held here already.
+    Reentry,
+    /// That, and the tier order.
+    ReentryAndOrder,
 }
 
 struct Entry {
@@ -328,35 +340,39 @@ impl HeldContext {
         SCOPE.with(|scope| scope.borrow().clone())
     }
 
-    /// Records `target` (of `tier`) as held here from now on — an acquire
-    /// enters before it waits, so that its own task cannot wait for it a
-    /// second time. With `check` (acquires that may wait), first fails if
-    /// the lock file is already held here, since waiting would wait for
-    /// ourselves, and reports a tier taken out of order. One lock of the
-    /// record for all of it: this runs on every acquire.
+    /// Records `target` (of `tier`) as held here from now on. An acquire
+    /// enters before it tries the lock, so that while it waits, its own
+    /// thread or task cannot wait for the same file a second time, nor take
+    /// a lower tier. `checks` says what to check first: a lock file held
+    /// here already fails with `Reentrant`, since waiting would wait for
+    /// ourselves; a tier out of order is reported. One lock of the record
+    /// for all of it: this runs on every acquire.
     pub(crate) fn enter_lock(
         self: Arc<Self>,
         target: Arc<Target>,
         tier: Option<Tier>,
-        check: bool,
+        checks: Checks,
     ) -> Result<Registration, PackLockError> {
-        let mut held = self.held();
-        if check && held.holds(&target) {
+        let mut record = self.record();
+        if checks != Checks::Nothing && record.holds(&target) {
             let path = target.sidecar.path().to_path_buf();
             return Err(PackLockError::Reentrant { path });
         }
-        let violation = tier.filter(|_| check).and_then(|tier| held.violation(tier, Some(&target)));
-        let id = held.push(tier, Some(target));
-        drop(held);
+        let violation = match (checks, tier) {
+            (Checks::ReentryAndOrder, Some(tier)) => record.violation(tier, Some(&target)),
+            _ => None,
+        };
+        let id = record.push(tier, Some(target));
+        drop(record);
         Ok(self.registered(id, violation))
     }
 
     /// Records `tier` as held here, reporting it if it is out of order.
     fn enter_tier(self: Arc<Self>, tier: Tier) -> Registration {
-        let mut held = self.held();
-        let violation = held.violation(tier, None);
-        let id = held.push(Some(tier), None);
-        drop(held);
+        let mut record = self.record();
+        let violation = record.violation(tier, None);
+        let id = record.push(Some(tier), None);
+        drop(record);
         self.registered(id, violation)
     }
 
@@ -373,12 +389,12 @@ impl HeldContext {
         registration
     }
 
-    fn held(&self) -> MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    fn record(&self) -> MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Held {
+impl Record {
     /// Whether the lock file of `target` is held here.
     fn holds(&self, target: &Target) -> bool {
         let key = target.sidecar.key();
@@ -386,7 +402,8 @@ impl Held {
     }
 
     /// The message for taking `tier` (for the lock `target`, if any) while
-    /// holding a tier of equal or higher rank, if that is the case.
+    /// holding, or acquiring, a tier of equal or higher rank, if that is the
+    /// case.
     fn violation(&self, tier: Tier, target: Option<&Target>) -> Option<String> {
         let (held, held_lock) = self
             .entries
@@ -395,7 +412,7 @@ impl Held {
             .filter(|(held, _)| held.rank >= tier.rank)
             .max_by_key(|(held, _)| held.rank)?;
         Some(format!(
-            "lock tier violation: taking tier {tier}{} while holding tier {held}{}; \
+            "lock tier violation: taking tier {tier}{} while holding (or acquiring) tier {held}{}; \
              tiers must be taken in strictly increasing rank",
             for_lock(target),
             for_lock(held_lock),
@@ -416,10 +433,10 @@ fn for_lock(target: Option<&Target>) -> String {
 
 impl fmt::Debug for HeldContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let held = self.held();
-        let tiers: Vec<_> = held.entries.iter().filter_map(|e| e.tier).collect();
+        let record = self.record();
+        let tiers: Vec<_> = record.entries.iter().filter_map(|e| e.tier).collect();
         let locks: Vec<_> =
-            held.entries.iter().flat_map(|e| &e.lock).map(|l| l.sidecar.path()).collect();
+            record.entries.iter().flat_map(|e| &e.lock).map(|l| l.sidecar.path()).collect();
         f.debug_struct("HeldContext").field("tiers", &tiers).field("locks", &locks).finish()
     }
 }
@@ -434,12 +451,14 @@ pub(crate) struct Registration {
 impl Registration {
     /// Removes the entry now, giving back the context it was in.
     pub(crate) fn leave(self) -> Arc<HeldContext> {
-        Arc::clone(&self.context)
+        let context = Arc::clone(&self.context);
+        drop(self); // removes the entry
+        context
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.context.held().entries.retain(|e| e.id != self.id);
+        self.context.record().entries.retain(|e| e.id != self.id);
     }
 }

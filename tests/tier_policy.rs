@@ -76,4 +76,15 @@ fn violations_panic_or_log_as_the_policy_says() {
     assert!(violate(&ws, &pack).is_ok());
     assert_eq!(logged().len(), 1);
     assert!(ws.try_acquire().is_ok() && pack.try_acquire().is_ok(), "nothing stays held");
+
+    // An acquire that finds its lock file replaced goes round again with
+    // the new file; the violation is still reported once.
+    #[cfg(unix)]
+    {
+        let fresh = root.path().join("fresh");
+        std::fs::write(&fresh, b"").expect("create replacement");
+        std::fs::rename(&fresh, ws.path()).expect("rename over the workspace lock file");
+        assert!(violate(&ws, &pack).is_ok());
+        assert_eq!(logged().len(), 1, "one report per acquire");
+    }
 }

@@ -97,6 +97,30 @@ mod violations {
         assert!(ws.try_acquire().is_ok(), "the refused acquire must leave the lock free");
     }
 
+    /// An acquire still waiting counts too: taking a lower tier meanwhile
+    /// (say in another branch of a `join!`) is the same deadlock hazard as
+    /// taking it while holding.
+    #[test]
+    fn a_lower_tier_while_an_acquire_waits_is_a_violation() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let ws = PackLock::builder(root.path()).file_name(".sync.lock").tier(WORKSPACE).open();
+        let pack = PackLock::builder(root.path().join("foo")).tier(PER_PACK).open();
+        let (ws, pack) = (ws.expect("open workspace lock"), pack.expect("open pack lock"));
+        let elsewhere = pack.acquire().expect("held by the thread's own record");
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            future::block_on(with_tier_scope(async {
+                let mut waiting = std::pin::pin!(pack.acquire_async());
+                assert!(future::poll_once(&mut waiting).await.is_none(), "held elsewhere");
+                ws.acquire_async().await.map(drop)
+            }))
+        }));
+        let message = panic_message(result.expect_err("must panic"));
+        assert!(message.contains("acquiring"), "{message}");
+        assert!(message.contains(&pack.path().display().to_string()), "{message}");
+        drop(elsewhere);
+        assert!(ws.try_acquire().is_ok() && pack.try_acquire().is_ok(), "nothing stays held");
+    }
+
     #[test]
     fn guards_dropped_out_of_order_remove_only_their_own_entry() {
         let workspace = TierGuard::push(WORKSPACE);
