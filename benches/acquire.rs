@@ -420,7 +420,7 @@ fn print_floor(estimates: &Estimates) {
     }
     println!("\nThe floor: the same system calls made raw (ratios to the raw baseline):\n");
     println!(
-        "| scenario | packlock | raw baseline | packlock's syscalls, raw (+ `stat(path)`) | \
+        "| scenario | packlock | raw baseline | packlock's system calls, raw (with `stat(path)`) | \
          packlock / that | with one `fstat` instead (DESIGN.md's check) |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
