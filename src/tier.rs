@@ -304,10 +304,20 @@ pub(crate) struct HeldContext {
     record: Mutex<Record>,
 }
 
+/// The entries of a [`HeldContext`], each with an id of its own so that a
+/// [`Registration`] removes exactly its entry.
 #[derive(Default)]
 struct Record {
     next_id: u64,
     entries: Vec<Entry>,
+}
+
+/// A tier guard (a tier, no lock) or an acquire (a lock, and its tier if
+/// it has one).
+struct Entry {
+    id: u64,
+    tier: Option<Tier>,
+    lock: Option<Arc<Target>>,
 }
 
 /// What [`HeldContext::enter_lock`] checks before it records a lock.
@@ -319,12 +329,6 @@ pub(crate) enum Checks {
     Reentry,
     /// That, and the tier order.
     ReentryAndOrder,
-}
-
-struct Entry {
-    id: u64,
-    tier: Option<Tier>,
-    lock: Option<Arc<Target>>,
 }
 
 impl HeldContext {
