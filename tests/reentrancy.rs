@@ -2,6 +2,8 @@
 //! (async) already holds fails with `Reentrant` naming the path instead of
 //! hanging; other threads and tasks still wait normally.
 
+mod common;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -140,13 +142,14 @@ fn tasks_outside_scopes_on_one_thread_are_not_mistaken_for_each_other() {
 }
 
 /// Runs `f` on its own thread and returns what it returns, failing the
-/// test (rather than hanging it) if that takes more than 30 s.
-fn within_30s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// test (rather than hanging it) if that takes longer than the tests'
+/// deadline.
+fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (done, outcome) = std::sync::mpsc::channel();
     thread::spawn(move || {
         let _ = done.send(f());
     });
-    outcome.recv_timeout(Duration::from_secs(30)).expect("hung: waited for itself")
+    outcome.recv_timeout(common::DEADLINE).expect("hung: waited for itself")
 }
 
 /// An acquire counts as the task's from its first poll, while it waits: a
@@ -158,7 +161,7 @@ fn a_second_acquire_while_the_first_waits_in_the_same_scope_is_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = lock_in(&dir);
     let elsewhere = lock.acquire().expect("acquire on the main thread's own record");
-    let second = within_30s(move || {
+    let second = within_deadline(move || {
         future::block_on(with_tier_scope(async {
             let mut first = std::pin::pin!(lock.acquire_async());
             assert!(future::poll_once(&mut first).await.is_none(), "the main thread holds it");
@@ -182,10 +185,8 @@ fn a_second_acquire_while_the_first_waits_in_the_same_scope_is_an_error() {
 fn reentry_is_caught_after_reopening_a_replaced_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (first, second) = (lock_in(&dir), lock_in(&dir));
-    let fresh = dir.path().join("fresh");
-    std::fs::write(&fresh, b"").expect("create replacement");
-    std::fs::rename(&fresh, first.path()).expect("rename over the lock file");
-    let (hold, again, second) = within_30s(move || {
+    common::rename_new_file_over(first.path());
+    let (hold, again, second) = within_deadline(move || {
         let hold = first.acquire();
         let again = second.acquire();
         (hold.map(|hold| hold.validate()), again.map(drop), second)

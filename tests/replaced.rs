@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::{Child, ChildArgs};
+use common::{Child, ChildArgs, rename_new_file_over};
 use packlock::{PackLock, PackLockError};
 
 #[test]
@@ -25,12 +25,6 @@ fn child_process_entry() {
 
 fn inode(path: &Path) -> u64 {
     fs::metadata(path).expect("stat").ino()
-}
-
-fn rename_new_file_over(path: &Path) {
-    let fresh = path.with_extension("new");
-    fs::write(&fresh, b"").expect("create replacement");
-    fs::rename(&fresh, path).expect("rename over the lock file");
 }
 
 fn delete(path: &Path) {

@@ -3,6 +3,8 @@
 //! switchable at run time. The policy is process-wide, so this file holds a
 //! single test.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
@@ -81,9 +83,7 @@ fn violations_panic_or_log_as_the_policy_says() {
     // the new file; the violation is still reported once.
     #[cfg(unix)]
     {
-        let fresh = root.path().join("fresh");
-        std::fs::write(&fresh, b"").expect("create replacement");
-        std::fs::rename(&fresh, ws.path()).expect("rename over the workspace lock file");
+        common::rename_new_file_over(ws.path());
         assert!(violate(&ws, &pack).is_ok());
         assert_eq!(logged().len(), 1, "one report per acquire");
     }

@@ -347,3 +347,12 @@ pub mod section {
         }
     }
 }
+
+/// Replaces the lock file at `path` by renaming a new, empty file over it,
+/// as a tool that rewrites files atomically would: every `PackLock` opened
+/// before now has the old file, which is no longer at the path.
+pub fn rename_new_file_over(path: &Path) {
+    let fresh = path.with_extension("new");
+    std::fs::write(&fresh, b"").expect("create replacement");
+    std::fs::rename(&fresh, path).expect("rename over the lock file");
+}
