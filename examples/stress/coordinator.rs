@@ -1,14 +1,36 @@
 //! The coordinator: starts the workers, disturbs them, stops them, checks
 //! for leaks, verifies the logs and reports.
+//!
+//! For `--duration` seconds it kills a random worker (`Child::kill`, which
+//! is SIGKILL) every 0.2–2 s and starts a new generation in its slot, and
+//! every 5–150 ms renames a new file over a random lock file (60%), deletes
+//! it (25%) or renames it away (15%) — whether or not someone holds or waits
+//! for it. A worker that exits on its own counts as a worker failure.
+//!
+//! Then it stops the workers (`stop`, wait for `idle`; a worker that does
+//! not go idle within 15 s is stuck — an acquire hangs — and is killed) and,
+//! while they are still alive and idle, checks for **leaked locks**: for
+//! every lock file a fresh `PackLock` must get `try_acquire` and, on Linux,
+//! `/proc/locks` must show no holder or waiter of the file within 3 s (a
+//! pool job left parked by a cancelled acquire must let go once it gets the
+//! lock), and no worker may hold or wait for any other file (a lock on a
+//! deleted or replaced file). Then it closes their stdin and reaps them.
+
+mod chaos;
+mod fleet;
+mod leaks;
+mod report;
+mod verify;
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::chaos::{self, Chaos};
-use crate::fleet::Fleet;
+use chaos::Chaos;
+use fleet::Fleet;
+use report::Outcome;
+
+use crate::Args;
 use crate::layout::Layout;
-use crate::report::{self, Outcome};
-use crate::{Args, leaks, verify};
 
 pub fn run(args: &Args) -> ExitCode {
     let started = Instant::now();

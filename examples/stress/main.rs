@@ -20,96 +20,21 @@
 //! acquire and hold and go idle (it answers `idle`); closing stdin makes it
 //! exit.
 //!
-//! # What a worker does
+//! # Parts
 //!
-//! T threads and K tasks (tokio, multi-threaded with 2 workers; half of the
-//! tasks run inside `with_tier_scope`) loop until told to stop. Each round
-//! picks a lock file, a mode (a quarter shared), a hold time (often zero,
-//! else up to 3 ms), whether to use the process's long-lived `PackLock` or a
-//! freshly opened one, and a way to acquire: threads use `acquire`,
-//! `try_acquire` retried with short sleeps, or `acquire_timeout`; tasks use
-//! `acquire_async`, `acquire_cancellable` with a token cancelled at a random
-//! moment (sometimes before the call), `acquire_until` a timer,
-//! `acquire_timeout_with` a timer, a poll-once-then-drop of `acquire_async`,
-//! or `acquire_async` under `tokio::time::timeout` (dropped when it fires).
-//! Every random choice comes from a small inline PRNG seeded from `--seed`,
-//! the worker's slot and generation and the thread's or task's index, so a
-//! seed fixes the mix of operations and faults; the interleaving, and with
-//! it what each operation meets, is up to the machine.
-//!
-//! Inside each critical section the worker:
-//!
-//! 1. stamps the start (`SystemTime`, nanoseconds since the Unix epoch:
-//!    `CLOCK_REALTIME`, one clock for every process of the machine);
-//! 2. identifies the locked file: `stat` of the path, then
-//!    `hold.validate()`; if the path still names the locked file, the inode
-//!    from the `stat` is the locked one (the coordinator only ever puts new
-//!    files at a lock path, never an old one back);
-//! 3. opens the counter of that inode (`counters/<inode>`) and reads it;
-//! 4. holds for the chosen time;
-//! 5. exclusive: writes the counter + 1 (a fixed-width in-place write, so a
-//!    `kill -9` cannot leave half a number); shared: reads it again;
-//! 6. stamps the end, then calls `hold.validate()` again: if the lock file
-//!    was deleted or replaced meanwhile, the section is **invalidated**
-//!    (packlock documents that a holder whose file is replaced no longer
-//!    excludes newcomers);
-//! 7. releases, and appends one line to its own log
-//!    (`logs/w<slot>-g<generation>.log`):
-//!    `H file mode inode start end valid extra`, where `extra` is the
-//!    counter value seen by an exclusive section, or whether a shared
-//!    section saw the counter change.
-//!
-//! The log is buffered and flushed every 50 ms together with a line of
-//! cumulative counters (acquisitions by flavour and mode, busy retries,
-//! timeouts, cancellations, dropped futures, errors, peaks). A sampler thread
-//! records the process's peak thread count (`/proc/self/task`) and its peak
-//! number of waiters in the kernel (`->` lines of `/proc/locks` with its
-//! pid: one per thread parked in `flock`), in total and per lock file —
-//! packlock promises at most one per lock file per process. A `kill -9`
-//! loses at most the last 50 ms of lines; a line cut short is ignored by the
-//! verifier.
-//!
-//! # What the coordinator does meanwhile
-//!
-//! For `--duration` seconds it kills a random worker (`Child::kill`, which
-//! is SIGKILL) every 0.2–2 s and starts a new generation in its slot, and
-//! every 5–150 ms renames a new file over a random lock file (60%), deletes
-//! it (25%) or renames it away (15%) — whether or not someone holds or waits
-//! for it. A worker that exits on its own counts as a worker failure.
-//!
-//! Then it stops the workers (`stop`, wait for `idle`; a worker that does
-//! not go idle within 15 s is stuck — an acquire hangs — and is killed) and,
-//! while they are still alive and idle, checks for **leaked locks**: for
-//! every lock file a fresh `PackLock` must get `try_acquire` and, on Linux,
-//! `/proc/locks` must show no holder or waiter of the file within 3 s (a
-//! pool job left parked by a cancelled acquire must let go once it gets the
-//! lock), and no worker may hold or wait for any other file (a lock on a
-//! deleted or replaced file). Then it closes their stdin and reaps them.
-//!
-//! # Verification
-//!
-//! From all logs of all generations:
-//!
-//! * **Overlaps by path**: per lock file, no exclusive interval may overlap
-//!   any other interval (exclusive or shared), among intervals that were
-//!   not invalidated. A valid interval's file was at the path from before
-//!   the acquire returned until after the end stamp, so two valid intervals
-//!   of one path that overlap were on one file, which `flock` excludes.
-//! * **Overlaps by inode**: the same check per identified inode, now
-//!   including invalidated intervals: whatever happened to the path,
-//!   holders of one file must exclude each other.
-//! * **Lost updates**: per inode, the counter values seen by exclusive
-//!   sections must all differ (two sections that both saw `n` both wrote
-//!   `n + 1`: one update is lost), and the counter's final value must be
-//!   past the highest value seen. Counting per inode rather than per path
-//!   keeps a replaced holder's late write, which is legitimate, out of the
-//!   new file's count. A worker killed inside a section either wrote or did
-//!   not; neither case can produce a duplicate.
-//! * **Dirty reads**: a shared section that saw its file's counter change
-//!   was overlapped by an exclusive one.
-//!
-//! Intervals use `CLOCK_REALTIME`; a step of the system clock during the
-//! run (not NTP's slewing) could fake an overlap.
+//! * `worker.rs`: a worker process: its threads and tasks, the sampler, the
+//!   log and the line protocol; `worker/rounds.rs` acquires every way, and
+//!   `worker/section.rs` is what a critical section does and logs.
+//! * `coordinator.rs`: a run from start to exit code, in the order it
+//!   happens; `coordinator/fleet.rs` starts, kills, stops and reaps the
+//!   workers, `coordinator/chaos.rs` kills them and disturbs the lock files
+//!   during the run, `coordinator/leaks.rs` looks for leaked locks,
+//!   `coordinator/verify.rs` checks the logs and counters, and
+//!   `coordinator/report.rs` prints the summary and decides pass or fail.
+//! * Shared by both: `layout.rs` (the working directory), `rng.rs` (the
+//!   seeded PRNG), `mode.rs`, `stats.rs` (a worker's counters and their log
+//!   lines), `counter.rs` (the per-inode counters) and `procfs.rs` (what
+//!   `/proc` tells).
 //!
 //! # Output and exit code
 //!
@@ -134,29 +59,14 @@ use std::time::Duration;
 use clap::Parser;
 
 #[cfg(unix)]
-mod chaos;
-mod clock;
-#[cfg(unix)]
 mod coordinator;
 #[cfg(unix)]
 mod counter;
-#[cfg(unix)]
-mod fleet;
 mod layout;
-#[cfg(unix)]
-mod leaks;
 mod mode;
 mod procfs;
-#[cfg(unix)]
-mod report;
 mod rng;
-#[cfg(unix)]
-mod rounds;
-#[cfg(unix)]
-mod section;
 mod stats;
-#[cfg(unix)]
-mod verify;
 #[cfg(unix)]
 mod worker;
 

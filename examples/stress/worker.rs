@@ -1,5 +1,36 @@
 //! A worker process: threads and tasks taking the locks, a sampler, and
 //! the line protocol with the coordinator.
+//!
+//! T threads and K tasks (tokio, multi-threaded with 2 workers; half of the
+//! tasks run inside `with_tier_scope`) loop until told to stop. Each round
+//! picks a lock file, a mode (a quarter shared), a hold time (often zero,
+//! else up to 3 ms), whether to use the process's long-lived `PackLock` or a
+//! freshly opened one, and a way to acquire: threads use `acquire`,
+//! `try_acquire` retried with short sleeps, or `acquire_timeout`; tasks use
+//! `acquire_async`, `acquire_cancellable` with a token cancelled at a random
+//! moment (sometimes before the call), `acquire_until` a timer,
+//! `acquire_timeout_with` a timer, a poll-once-then-drop of `acquire_async`,
+//! or `acquire_async` under `tokio::time::timeout` (dropped when it fires).
+//! Every random choice comes from a small PRNG (`rng.rs`) seeded from
+//! `--seed`, the worker's slot and generation and the thread's or task's
+//! index, so a seed fixes the mix of operations and faults; the
+//! interleaving, and with it what each operation meets, is up to the
+//! machine.
+//!
+//! What a critical section does, and the line it logs: `worker/section.rs`.
+//!
+//! The log is buffered and flushed every 50 ms together with a line of
+//! cumulative counters (acquisitions by flavour and mode, busy retries,
+//! timeouts, cancellations, dropped futures, errors, peaks). A sampler thread
+//! records the process's peak thread count (`/proc/self/task`) and its peak
+//! number of waiters in the kernel (`->` lines of `/proc/locks` with its
+//! pid: one per thread parked in `flock`), in total and per lock file —
+//! packlock promises at most one per lock file per process. A `kill -9`
+//! loses at most the last 50 ms of lines; a line cut short is ignored by the
+//! verifier.
+
+mod rounds;
+mod section;
 
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Write};

@@ -1,5 +1,28 @@
 //! The independent verifier: reads every worker's log back and checks the
 //! intervals and the counters.
+//!
+//! From all logs of all generations:
+//!
+//! * **Overlaps by path**: per lock file, no exclusive interval may overlap
+//!   any other interval (exclusive or shared), among intervals that were
+//!   not invalidated. A valid interval's file was at the path from before
+//!   the acquire returned until after the end stamp, so two valid intervals
+//!   of one path that overlap were on one file, which `flock` excludes.
+//! * **Overlaps by inode**: the same check per identified inode, now
+//!   including invalidated intervals: whatever happened to the path,
+//!   holders of one file must exclude each other.
+//! * **Lost updates**: per inode, the counter values seen by exclusive
+//!   sections must all differ (two sections that both saw `n` both wrote
+//!   `n + 1`: one update is lost), and the counter's final value must be
+//!   past the highest value seen. Counting per inode rather than per path
+//!   keeps a replaced holder's late write, which is legitimate, out of the
+//!   new file's count. A worker killed inside a section either wrote or did
+//!   not; neither case can produce a duplicate.
+//! * **Dirty reads**: a shared section that saw its file's counter change
+//!   was overlapped by an exclusive one.
+//!
+//! Intervals use `CLOCK_REALTIME`; a step of the system clock during the
+//! run (not NTP's slewing) could fake an overlap.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

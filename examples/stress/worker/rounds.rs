@@ -8,11 +8,11 @@ use packlock::{
     CancellationToken, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold,
 };
 
+use super::Ctx;
+use super::section::Section;
 use crate::mode::Mode;
 use crate::rng::Rng;
-use crate::section::Section;
 use crate::stats::{Event, Flavour};
-use crate::worker::Ctx;
 
 /// How often `try_acquire` is tried before giving up.
 const TRY_ATTEMPTS: u32 = 20;

@@ -4,8 +4,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::fleet::Fleet;
 use crate::Args;
-use crate::fleet::Fleet;
 use crate::layout::Layout;
 use crate::rng::Rng;
 

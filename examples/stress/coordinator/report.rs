@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
+use super::chaos::Chaos;
+use super::fleet::Tally;
+use super::leaks::Leaks;
+use super::verify::Verification;
 use crate::Args;
-use crate::chaos::Chaos;
-use crate::fleet::Tally;
-use crate::leaks::Leaks;
 use crate::mode::Mode;
 use crate::stats::{Event, Flavour, Peak, Totals};
-use crate::verify::Verification;
 
 pub struct Outcome {
     pub chaos: Chaos,

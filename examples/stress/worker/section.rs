@@ -1,14 +1,36 @@
 //! One critical section: what is stamped, identified and counted inside
 //! it, and the log line it leaves.
+//!
+//! Inside each critical section the worker:
+//!
+//! 1. stamps the start (`SystemTime`, nanoseconds since the Unix epoch:
+//!    `CLOCK_REALTIME`, one clock for every process of the machine);
+//! 2. identifies the locked file: `stat` of the path, then
+//!    `hold.validate()`; if the path still names the locked file, the inode
+//!    from the `stat` is the locked one (the coordinator only ever puts new
+//!    files at a lock path, never an old one back);
+//! 3. opens the counter of that inode (`counters/<inode>`) and reads it;
+//! 4. holds for the chosen time;
+//! 5. exclusive: writes the counter + 1 (a fixed-width in-place write, so a
+//!    `kill -9` cannot leave half a number); shared: reads it again;
+//! 6. stamps the end, then calls `hold.validate()` again: if the lock file
+//!    was deleted or replaced meanwhile, the section is **invalidated**
+//!    (packlock documents that a holder whose file is replaced no longer
+//!    excludes newcomers);
+//! 7. releases, and appends one line to its own log
+//!    (`logs/w<slot>-g<generation>.log`):
+//!    `H file mode inode start end valid extra`, where `extra` is the
+//!    counter value seen by an exclusive section, or whether a shared
+//!    section saw the counter change.
 
 use std::os::unix::fs::MetadataExt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use packlock::{PackLockError, PackLockHold};
 
-use crate::clock::now_ns;
+use super::{Ctx, Op};
 use crate::counter::Counter;
 use crate::mode::Mode;
-use crate::worker::{Ctx, Op};
 
 pub struct Section {
     file: usize,
@@ -116,4 +138,11 @@ impl Record {
             u8::from(self.valid),
         )
     }
+}
+
+/// Nanoseconds since the Unix epoch (`CLOCK_REALTIME`): the clock every
+/// process shares, so that intervals of different workers compare.
+fn now_ns() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+    u64::try_from(since.as_nanos()).expect("nanoseconds since 1970 fit a u64 until 2554")
 }
