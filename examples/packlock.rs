@@ -30,9 +30,12 @@
 //! * `--label TEXT`: what `--status` and waiting processes see as the
 //!   holder's label. Default: `packlock COMMAND` (the command's name as
 //!   given, without its arguments, since the lock file is usually readable
-//!   by everyone). The label is written into the lock file, so it is left
-//!   out (with a warning for an explicit `--label`) when that file holds
-//!   anything else, such as data someone locks with `flock(1)`.
+//!   by everyone). At most 1,024 bytes are kept (cut on a character
+//!   boundary) and line breaks become spaces. The label is recorded as the
+//!   lock file's whole content, so it is left out when that file holds
+//!   anything else — data someone locks with `flock(1)`, or a log the
+//!   command appends to — and such a file is never written. A lock file
+//!   that is a directory, FIFO, socket or device is refused (exit 1).
 //! * `-v`, `--verbose`: tell on stderr when the lock is held and how long it
 //!   took to get, and when it is released.
 //! * `--status DIR`: print whether the lock is free or held, and by whom:
@@ -140,7 +143,7 @@ struct Args {
     #[arg(long, value_name = "NAME")]
     file: Option<OsString>,
 
-    /// Label shown to others asking who holds the lock [default: "packlock COMMAND"]
+    /// Label shown to others asking who holds the lock, up to 1,024 bytes [default: "packlock COMMAND"]
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
 

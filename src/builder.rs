@@ -131,9 +131,19 @@ impl PackLockBuilder {
     /// wait log line of other processes find them. Unlabelled locks record
     /// nothing, which keeps their acquires to the fewest system calls.
     ///
-    /// The record is diagnostics only: failing to write or read it changes
-    /// nothing about who gets the lock. (On Windows a locked file cannot be
-    /// read by other processes, so they see no record.)
+    /// A label is at most 1,024 bytes on one line: a longer one is cut at
+    /// the last character boundary that fits, and line breaks become
+    /// spaces, so every label recorded can be read back.
+    ///
+    /// The record is the lock file's whole content: it is written only into
+    /// a lock file that is empty or holds nothing but an earlier record.
+    /// A lock file holding anything else (a data file you lock, a log you
+    /// append to while holding the lock) is never written; its holders just
+    /// go unlabelled. Nor is a lock file that cannot be written (read-only
+    /// file or file system). The record is diagnostics only: failing to
+    /// write or read it changes nothing about who gets the lock. (On Windows
+    /// a locked file cannot be read by other processes, so they see no
+    /// record.)
     ///
     /// # Example
     ///
@@ -148,7 +158,7 @@ impl PackLockBuilder {
     /// # }
     /// ```
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.options.label = Some(label.into());
+        self.options.label = Some(crate::holder::clamp_label(&label.into()));
         self
     }
 
@@ -228,9 +238,10 @@ impl PackLockBuilder {
     /// [`PackLockError::InvalidFileName`] for a bad sidecar name,
     /// [`PackLockError::UnreliableFileSystem`] under [`NetworkFsPolicy::Refuse`],
     /// [`PackLockError::NotAFile`] for a lock file path without a file name,
-    /// and [`PackLockError::Io`] naming the path when the directory or file
-    /// cannot be created or opened (a parent that is a regular file, a lock
-    /// path that is a directory, a NUL byte, no permission).
+    /// [`PackLockError::NotARegularFile`] for a lock path that is a
+    /// directory, a FIFO, a socket or a device, and [`PackLockError::Io`]
+    /// naming the path when the directory or file cannot be created or
+    /// opened (a parent that is a regular file, a NUL byte, no permission).
     ///
     /// # Example
     ///

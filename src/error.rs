@@ -88,6 +88,20 @@ pub enum PackLockError {
         path: PathBuf,
     },
 
+    /// The lock file path names something other than a regular file: a
+    /// directory, a FIFO, a socket or a device. packlock locks only regular
+    /// files (opening a FIFO, for one, could wait forever for a peer), and
+    /// refuses the others before opening them.
+    #[error("lock file `{}` is a {kind}, not a regular file", path.display())]
+    #[non_exhaustive]
+    NotARegularFile {
+        /// The lock file path.
+        path: PathBuf,
+        /// What it is instead: `directory`, `FIFO`, `socket`,
+        /// `character device`, `block device` or `special file`.
+        kind: &'static str,
+    },
+
     /// The lock was not had within the time allowed
     /// ([`PackLock::acquire_timeout`](crate::PackLock::acquire_timeout) or an
     /// async timeout). Nothing is held or queued afterwards.

@@ -8,8 +8,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A holder of a lock, as far as it can be known.
@@ -55,7 +54,28 @@ impl fmt::Display for Holder {
     }
 }
 
-/// What a labelled holder writes into the lock file after locking it.
+/// The longest label recorded, in bytes: longer ones are cut, on a
+/// character boundary, when set (see [`clamp_label`]).
+pub(crate) const MAX_LABEL_LEN: usize = 1024;
+
+/// Room for the largest record: the label plus the other lines (the
+/// header, a `u32` pid, a `u64` millisecond count and the end line take
+/// well under 100 bytes).
+const MAX_RECORD_LEN: usize = MAX_LABEL_LEN + 128;
+
+/// `label`, on one line and at most [`MAX_LABEL_LEN`] bytes: line breaks
+/// become spaces (a label cannot break the record's format) and a longer
+/// label is cut at the last character boundary that fits.
+pub(crate) fn clamp_label(label: &str) -> String {
+    let mut end = label.len().min(MAX_LABEL_LEN);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    label[..end].replace(['\n', '\r'], " ")
+}
+
+/// What a labelled holder writes into the lock file after locking it: the
+/// whole file is one record, or it holds no record at all.
 #[derive(Debug, PartialEq, Eq)]
 struct Record {
     pid: u32,
@@ -66,66 +86,138 @@ struct Record {
 const RECORD_START: &str = "packlock-holder 1";
 const RECORD_END: &str = "end";
 
-/// Records this process as the holder, labelled `label`, unless the file
-/// holds something else (people do lock their data files themselves): only
-/// an empty file or an earlier record is overwritten. Best effort: a
-/// read-only lock file, say, just stays without a record.
-pub(crate) fn write_record(file: &File, label: &str) {
-    if !holds_no_data(file) {
-        log::debug!("not recording the lock holder: the lock file holds other data");
-        return;
+impl Record {
+    /// This process, holding since now.
+    fn now(label: &str) -> Self {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64);
+        Self { pid: std::process::id(), since, label: clamp_label(label) }
     }
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    // One line per field; a label cannot break the format.
-    let label = label.replace(['\n', '\r'], " ");
-    let text = format!(
-        "{RECORD_START}\npid {}\nsince {}\nlabel {label}\n{RECORD_END}\n",
-        std::process::id(),
-        since.as_millis()
-    );
-    let mut file = file;
-    let written = file
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| file.write_all(text.as_bytes()))
-        .and_then(|()| file.set_len(text.len() as u64));
+
+    fn to_text(&self) -> String {
+        let millis = self.since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let label = &self.label;
+        format!("{RECORD_START}\npid {}\nsince {millis}\nlabel {label}\n{RECORD_END}\n", self.pid)
+    }
+
+    /// The record that `bytes` are, exactly: a whole, well-formed record and
+    /// nothing more (no torn write, no data before or after it).
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let rest = text.strip_prefix(RECORD_START)?.strip_prefix('\n')?;
+        let (pid, rest) = rest.strip_prefix("pid ")?.split_once('\n')?;
+        let (millis, rest) = rest.strip_prefix("since ")?.split_once('\n')?;
+        let (label, rest) = rest.strip_prefix("label ")?.split_once('\n')?;
+        let since = UNIX_EPOCH + Duration::from_millis(millis.parse().ok()?);
+        let record = Self { pid: pid.parse().ok()?, since, label: label.to_string() };
+        // Nothing after the end line, and no spelling the writer would not
+        // use (`+7`, `007`): what parses is what packlock wrote.
+        (rest == format!("{RECORD_END}\n") && record.to_text() == text).then_some(record)
+    }
+}
+
+/// Records this process, labelled `label`, as the holder of the lock file
+/// `file` (best effort). Only a file that is empty or holds exactly one
+/// record is written: anything else may be someone's data (people do lock
+/// their data files, and append to them while holding the lock), so it is
+/// left byte for byte as it is. A read-only lock file, too, just stays
+/// without a record.
+pub(crate) fn write_record(file: &File, label: &str) {
+    match read_start(file, MAX_RECORD_LEN + 1) {
+        Ok(bytes) if bytes.is_empty() || Record::parse(&bytes).is_some() => {}
+        Ok(_) => {
+            log::debug!("not recording the lock holder: the lock file holds other data");
+            return;
+        }
+        Err(e) => {
+            log::debug!("not recording the lock holder: cannot read the lock file: {e}");
+            return;
+        }
+    }
+    let text = Record::now(label).to_text();
+    let written = write_start(file, text.as_bytes()).and_then(|()| file.set_len(text.len() as u64));
     if let Err(e) = written {
         log::debug!("cannot record the lock holder: {e}");
     }
 }
 
-/// Whether the lock file is empty or holds only a holder record.
-fn holds_no_data(mut file: &File) -> bool {
-    let mut start = [0; RECORD_START.len()];
-    let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read(&mut start));
-    match read {
-        Ok(0) => true,
-        Ok(n) => n == start.len() && start == *RECORD_START.as_bytes(),
-        Err(_) => false,
+/// Reads the record in the lock file, if it holds exactly one, through the
+/// lock's own open file: opening the path again could block (a FIFO put
+/// there since) or find another file. (On Windows a file locked by another
+/// process cannot be read: then there is none.)
+fn read_record(file: &File) -> Option<Record> {
+    Record::parse(&read_start(file, MAX_RECORD_LEN + 1).ok()?)
+}
+
+/// Up to `limit` bytes from the start of `file`, read at explicit offsets
+/// so that threads sharing the file never move each other's position.
+fn read_start(file: &File, limit: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; limit];
+    let mut len = 0;
+    while len < limit {
+        match read_at(file, &mut bytes[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+    bytes.truncate(len);
+    Ok(bytes)
 }
 
-/// Reads the record in the lock file at `path`, if there is a whole one.
-/// (On Windows a locked file cannot be read by others: then there is none.)
-fn read_record(path: &Path) -> Option<Record> {
-    let mut text = String::new();
-    File::open(path).ok()?.take(4096).read_to_string(&mut text).ok()?;
-    parse_record(&text)
+/// Writes all of `bytes` at the start of `file`, at explicit offsets.
+fn write_start(file: &File, bytes: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match write_at(file, &bytes[done..], done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
-fn parse_record(text: &str) -> Option<Record> {
-    let mut lines = text.lines();
-    (lines.next()? == RECORD_START).then_some(())?;
-    let pid = lines.next()?.strip_prefix("pid ")?.parse().ok()?;
-    let millis = lines.next()?.strip_prefix("since ")?.parse().ok()?;
-    let label = lines.next()?.strip_prefix("label ")?.to_string();
-    (lines.next()? == RECORD_END).then_some(())?;
-    Some(Record { pid, since: UNIX_EPOCH + Duration::from_millis(millis), label })
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
 }
 
-/// The holders of the lock file at `path` with identity `key`: from the OS
+#[cfg(unix)]
+fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::write_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_write(file, buf, offset)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read(buf)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn write_at(mut file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write(buf)
+}
+
+/// The holders of the lock file `file` with identity `key`: from the OS
 /// where it tells, enriched with the record of a labelled packlock holder.
-pub(crate) fn holders(path: &Path, key: &crate::sidecar::FileKey) -> Vec<Holder> {
-    let record = read_record(path);
+pub(crate) fn holders(file: &File, key: &crate::sidecar::FileKey) -> Vec<Holder> {
+    let record = read_record(file);
     let mut holders = os_holders(key);
     if holders.is_empty() && cfg!(not(target_os = "linux")) {
         // No OS list: the record is the best guess (it may be stale).
@@ -165,16 +257,19 @@ mod proc_locks {
 
     /// The `flock` holders (not waiters) of the file `(dev, ino)`.
     pub(super) fn holders(dev: u64, ino: u64) -> Vec<Holder> {
-        let Some(table) = snapshot() else { return Vec::new() };
-        let device = format!("{:02x}:{:02x}:{ino}", major(dev), minor(dev));
-        let exact: Vec<_> = table.lines().filter_map(|l| parse(l, |f| f == device)).collect();
-        if !exact.is_empty() {
-            return exact;
-        }
-        // Some file systems (btrfs subvolumes, overlayfs) show `stat` a
-        // different device than the lock table: fall back to the inode.
-        let suffix = format!(":{ino}");
-        table.lines().filter_map(|l| parse(l, |f| f.ends_with(&suffix))).collect()
+        snapshot().map_or_else(Vec::new, |table| holders_in(&table, dev, ino))
+    }
+
+    /// The holders of `(dev, ino)` in `table`. The kernel prints each
+    /// file as `MAJOR:MINOR:INODE`, major and minor of its file system's
+    /// device in hex (`%02x:%02x:%lu`), which for most file systems is the
+    /// device `stat` reports. Only that exact file matches: where `stat`
+    /// shows another device than the table (btrfs subvolumes, overlayfs),
+    /// no holder is found, since an inode number alone may well be a file
+    /// of another file system, held by an unrelated process.
+    pub(super) fn holders_in(table: &str, dev: u64, ino: u64) -> Vec<Holder> {
+        let file = format!("{:02x}:{:02x}:{ino}", major(dev), minor(dev));
+        table.lines().filter_map(|line| parse(line, |f| f == file)).collect()
     }
 
     /// The whole table in one `read`: the kernel walks its lock list once
@@ -203,7 +298,35 @@ mod proc_locks {
 
     #[cfg(test)]
     mod tests {
-        use super::parse;
+        use super::{holders_in, parse};
+
+        /// Device 254:0 (`fe:00`) and tmpfs-like 0:52 (`00:34`), in the
+        /// encoding `stat` uses.
+        const DISK: u64 = 254 << 8;
+        const TMPFS: u64 = 52;
+
+        #[test]
+        fn matches_the_exact_device_and_inode_only() {
+            let table = "1: FLOCK  ADVISORY  WRITE 10 00:34:77 0 EOF\n\
+                         2: FLOCK  ADVISORY  READ 11 fe:00:77 0 EOF\n\
+                         3: FLOCK  ADVISORY  READ 12 fe:00:770 0 EOF\n";
+            let pids = |dev, ino| holders_in(table, dev, ino).iter().map(|h| h.pid).collect();
+            let pids: &dyn Fn(u64, u64) -> Vec<u32> = &pids;
+            assert_eq!(pids(DISK, 77), [11]);
+            assert_eq!(pids(TMPFS, 77), [10]);
+            assert_eq!(pids(DISK, 770), [12]);
+            // The same inode number on another device is another file.
+            assert_eq!(pids(TMPFS, 770), Vec::<u32>::new());
+            assert_eq!(pids(1 << 8, 77), Vec::<u32>::new());
+        }
+
+        #[test]
+        fn prints_major_and_minor_in_hex_as_the_kernel_does() {
+            // Minor 300 is stored split in a `stat` device number.
+            let dev = (8 << 8) | (300 & 0xff) | ((300 & !0xff) << 12);
+            let table = "1: FLOCK  ADVISORY  WRITE 5 08:12c:9 0 EOF\n";
+            assert_eq!(holders_in(table, dev, 9).len(), 1);
+        }
 
         #[test]
         fn parses_holders_and_skips_waiters_and_other_files() {
@@ -220,20 +343,49 @@ mod proc_locks {
 
 #[cfg(test)]
 mod tests {
-    use super::{Holder, Record, parse_record};
+    use super::{Holder, MAX_LABEL_LEN, Record, clamp_label};
     use std::time::{Duration, UNIX_EPOCH};
+
+    const TEXT: &str = "packlock-holder 1\npid 7\nsince 1500\nlabel sync worker\nend\n";
 
     #[test]
     fn a_record_round_trips_and_a_torn_one_is_ignored() {
-        let text = "packlock-holder 1\npid 7\nsince 1500\nlabel sync worker\nend\n";
         let record = Record {
             pid: 7,
             since: UNIX_EPOCH + Duration::from_millis(1500),
             label: "sync worker".into(),
         };
-        assert_eq!(parse_record(text), Some(record));
-        assert_eq!(parse_record(&text[..text.len() - 4]), None);
-        assert_eq!(parse_record("something else"), None);
+        assert_eq!(Record::parse(TEXT.as_bytes()), Some(record));
+        for cut in 1..TEXT.len() {
+            assert_eq!(Record::parse(&TEXT.as_bytes()[..cut]), None, "{cut}");
+        }
+        assert_eq!(Record::parse(b"something else"), None);
+    }
+
+    #[test]
+    fn only_a_record_and_nothing_more_is_a_record() {
+        for text in [
+            format!("{TEXT}appended\n"),
+            format!("{TEXT}{TEXT}"),
+            format!("data\n{TEXT}"),
+            TEXT.replace("pid 7", "pid +7"),
+            TEXT.replace("pid 7", "pid 07"),
+            TEXT.replace('\n', "\r\n"),
+            TEXT.trim_end().to_string(),
+        ] {
+            assert_eq!(Record::parse(text.as_bytes()), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn labels_are_cut_on_a_character_boundary_and_kept_on_one_line() {
+        let long = "é".repeat(5000);
+        let clamped = clamp_label(&long);
+        assert!(clamped.len() <= MAX_LABEL_LEN && clamped.len() > MAX_LABEL_LEN - 4);
+        assert!(long.starts_with(&clamped));
+        assert_eq!(clamp_label("two\nlines\r"), "two lines ");
+        let record = Record::now(&long);
+        assert_eq!(Record::parse(record.to_text().as_bytes()), Some(record));
     }
 
     #[test]

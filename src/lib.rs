@@ -187,6 +187,10 @@
 //! * **Windows**: `LockFileEx` locks are mandatory, so while a lock is held
 //!   other processes cannot read or write the lock file's contents. packlock
 //!   never stores anything in it that others need to read.
+//! * Lock files must be regular files: directories, FIFOs, sockets and
+//!   devices are refused with [`PackLockError::NotARegularFile`]. A lock
+//!   file on a read-only file system, or one we may not write, is opened
+//!   read-only and locks all the same.
 //! * Deleting or replacing a lock file while it is held is not prevented;
 //!   the next acquirer detects it and reopens, and [`PackLockHold::validate`]
 //!   lets a holder detect it.
@@ -205,9 +209,13 @@
 //!
 //! [`PackLockError::Busy`] and the wait log line name the holder where it
 //! can be known — see [`Holder`] and [`PackLock::holders`]: on Linux every
-//! `flock` holder by pid (from `/proc/locks`, so other programs too), plus
-//! the label and start time of packlock holders whose lock has a
-//! [label](PackLockBuilder::label).
+//! `flock` holder by pid (from `/proc/locks`, so other programs too, matched
+//! by exact device and inode: where `stat` and the lock table disagree on
+//! the device, as on btrfs subvolumes, no pid is named rather than a wrong
+//! one), plus the label and start time of packlock holders whose lock has a
+//! [label](PackLockBuilder::label). The label is recorded as the lock file's
+//! whole content, only into a file that is empty or holds nothing but an
+//! earlier record: any other content is never written.
 //!
 //! # Logging
 //!

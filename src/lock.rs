@@ -70,7 +70,9 @@ impl PackLock {
     /// # Errors
     ///
     /// [`PackLockError::Io`], naming the path, when the directory or the
-    /// file cannot be created or opened.
+    /// file cannot be created or opened;
+    /// [`PackLockError::NotARegularFile`] when the sidecar path is a
+    /// directory, a FIFO, a socket or a device.
     ///
     /// # Example
     ///
@@ -92,8 +94,9 @@ impl PackLock {
     /// # Errors
     ///
     /// [`PackLockError::NotAFile`] when `path` has no file name (such as
-    /// `/`), [`PackLockError::Io`] when it cannot be created or opened (for
-    /// example because it is a directory).
+    /// `/`), [`PackLockError::NotARegularFile`] when it is a directory, a
+    /// FIFO, a socket or a device, [`PackLockError::Io`] when it cannot be
+    /// created or opened (for example because a parent is a regular file).
     ///
     /// # Example
     ///

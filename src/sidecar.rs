@@ -31,9 +31,13 @@ pub(crate) struct Sidecar {
 
 impl Sidecar {
     /// Opens the lock file at `path`, creating it and any missing parent
-    /// directories. Never truncates, never locks.
+    /// directories. Never truncates, never locks, and refuses anything but
+    /// a regular file.
     pub(crate) fn open(path: &Path) -> Result<Self, PackLockError> {
+        refuse_special_file(path, fs::metadata(path))?;
         let file = open_or_create(path)?;
+        // Checked again on what was opened: the path may have changed since.
+        refuse_special_file(path, file.metadata())?;
         let key = FileKey::of_open(&file, path).map_err(|e| PackLockError::io(path, e))?;
         Ok(Self { file, path: path.to_path_buf(), key, opened_by: std::process::id() })
     }
@@ -44,7 +48,7 @@ impl Sidecar {
 
     /// Who holds this file's lock now, as far as can be known.
     pub(crate) fn holders(&self) -> Vec<crate::Holder> {
-        crate::holder::holders(&self.path, &self.key)
+        crate::holder::holders(&self.file, &self.key)
     }
 
     /// Records this process, labelled `label`, as the holder (best effort).
@@ -119,9 +123,51 @@ impl Sidecar {
     }
 }
 
+/// Fails with [`PackLockError::NotARegularFile`] when `metadata` (of the
+/// path, or of the opened file) is not a regular file's. A missing file or
+/// one we cannot stat is left for the open to create or report.
+///
+/// Checking the path before opening it keeps a FIFO from ever being
+/// opened: opening one for writing waits for a reader, and reading one
+/// waits for a writer, which would hang `open` or a `Busy` report. Only a
+/// FIFO swapped in between the check and the open escapes it; whoever does
+/// that replaces the lock file under its users, which breaks exclusion
+/// anyway. (A non-blocking open would close even that gap, but std names
+/// no portable flag for it.)
+fn refuse_special_file(
+    path: &Path,
+    metadata: io::Result<fs::Metadata>,
+) -> Result<(), PackLockError> {
+    match metadata {
+        Ok(meta) if !meta.is_file() => Err(PackLockError::NotARegularFile {
+            path: path.to_path_buf(),
+            kind: kind_of(&meta.file_type()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What a file that is not a regular file is, for error messages.
+fn kind_of(file_type: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "FIFO";
+        } else if file_type.is_socket() {
+            return "socket";
+        } else if file_type.is_char_device() {
+            return "character device";
+        } else if file_type.is_block_device() {
+            return "block device";
+        }
+    }
+    if file_type.is_dir() { "directory" } else { "special file" }
+}
+
 /// Opens read-write, creating the file (and on `NotFound` its directory);
-/// falls back to read-only for an existing file we may not write, since
-/// locking needs no write access.
+/// falls back to read-only for an existing file we may not write (see
+/// [`may_open_read_only`]), since locking needs no write access.
 fn open_or_create(path: &Path) -> Result<File, PackLockError> {
     let read_write =
         || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
@@ -132,10 +178,18 @@ fn open_or_create(path: &Path) -> Result<File, PackLockError> {
             }
             read_write()
         }
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => File::open(path).map_err(|_| e),
+        Err(e) if may_open_read_only(&e) => File::open(path).map_err(|_| e),
         other => other,
     };
     opened.map_err(|e| PackLockError::io(path, e))
+}
+
+/// Whether a read-write open that failed with `error` may be retried
+/// read-only: when we may not write the file (`EACCES`) or nothing on its
+/// file system (`EROFS`). Such a lock file locks as well (as with
+/// `flock(1)`); it just never gets a holder record.
+fn may_open_read_only(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem)
 }
 
 fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()> {
@@ -215,4 +269,25 @@ pub(crate) fn major(dev: u64) -> u64 {
 #[cfg(target_os = "linux")]
 pub(crate) fn minor(dev: u64) -> u64 {
     (dev & 0xff) | ((dev >> 12) & !0xff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_open_read_only;
+    use std::io;
+
+    #[test]
+    fn read_only_files_and_file_systems_are_opened_read_only() {
+        for kind in [io::ErrorKind::PermissionDenied, io::ErrorKind::ReadOnlyFilesystem] {
+            assert!(may_open_read_only(&io::Error::from(kind)), "{kind:?}");
+        }
+        #[cfg(target_os = "linux")]
+        for errno in [13, 30] {
+            // EACCES, EROFS as the OS reports them.
+            assert!(may_open_read_only(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for kind in [io::ErrorKind::NotFound, io::ErrorKind::IsADirectory, io::ErrorKind::Other] {
+            assert!(!may_open_read_only(&io::Error::from(kind)), "{kind:?}");
+        }
+    }
 }

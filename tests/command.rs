@@ -427,6 +427,46 @@ fn a_label_never_overwrites_a_lock_file_holding_other_data() {
     assert!(record.contains("label packlock true"), "{record:?}");
 }
 
+/// The lock file is the log the command appends to: the default label's
+/// record goes into the empty file once, and nothing the command wrote is
+/// ever overwritten after that.
+#[test]
+fn a_log_appended_to_under_its_own_lock_keeps_every_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("log.txt");
+    for line in ["first", "second"] {
+        let append = format!("echo {line} >> {}", text(&log));
+        let run = packlock(&["--file", "log.txt", text(dir.path()), "--", "sh", "-c", &append]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let content = fs::read_to_string(&log).expect("read log");
+    assert!(content.ends_with("first\nsecond\n"), "{content:?}");
+}
+
+/// A lock file that is a FIFO, a directory or a device is refused (exit
+/// 1, naming it) without hanging, and the command does not run.
+#[test]
+fn special_lock_files_are_refused_naming_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let made = Command::new("mkfifo").arg(dir.path().join("fifo")).status().expect("mkfifo");
+    assert!(made.success());
+    fs::create_dir(dir.path().join("subdir")).expect("mkdir");
+    for (name, kind) in [("fifo", "FIFO"), ("subdir", "directory")] {
+        let run = packlock(&["--file", name, text(dir.path()), "--", "touch", text(&marker)]);
+        assert_eq!(run.code, 1, "{run:?}");
+        let path = dir.path().join(name);
+        assert!(run.stderr.contains(text(&path)) && run.stderr.contains(kind), "{run:?}");
+        let status = packlock(&["--status", "--file", name, text(dir.path())]);
+        assert_eq!(status.code, 1, "{status:?}");
+        assert!(status.stderr.contains(kind), "{status:?}");
+    }
+    let device = packlock(&["--file", "null", "/dev", "--", "touch", text(&marker)]);
+    assert_eq!(device.code, 1, "{device:?}");
+    assert!(device.stderr.contains("/dev/null"), "{device:?}");
+    assert!(!marker.exists(), "the command ran without the lock");
+}
+
 /// Kills a process when dropped, so no test leaves one behind.
 struct KillOnDrop(String);
 

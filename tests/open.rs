@@ -172,19 +172,28 @@ fn dir_below_a_regular_file_is_an_io_error() {
     assert_io_naming(&err, &file);
 }
 
+/// Asserts `err` is [`PackLockError::NotARegularFile`] naming `expected`
+/// as a directory.
+fn assert_directory_refused(err: &PackLockError, expected: &Path) {
+    let PackLockError::NotARegularFile { path, kind, .. } = err else {
+        panic!("expected NotARegularFile naming {}, got {err:?}", expected.display());
+    };
+    assert_eq!((path.as_path(), *kind), (expected, "directory"));
+    assert!(err.to_string().contains(&*expected.to_string_lossy()), "{err}");
+}
+
 #[test]
-fn lock_path_that_is_a_directory_is_an_io_error() {
+fn lock_path_that_is_a_directory_is_refused() {
     let tmp = temp_dir();
     let dir = tmp.path().join("a-dir");
     fs::create_dir(&dir).expect("mkdir");
-    let err = PackLock::open_file(&dir).unwrap_err();
-    assert_io_naming(&err, &dir);
+    assert_directory_refused(&PackLock::open_file(&dir).unwrap_err(), &dir);
     assert!(dir.is_dir(), "the directory must be left alone");
 
     // The same through a sidecar name that happens to be a directory.
-    fs::create_dir(tmp.path().join(PACK_LOCK_FILE_NAME)).expect("mkdir");
-    let err = PackLock::open(tmp.path()).unwrap_err();
-    assert_io_naming(&err, &tmp.path().join(PACK_LOCK_FILE_NAME));
+    let sidecar = tmp.path().join(PACK_LOCK_FILE_NAME);
+    fs::create_dir(&sidecar).expect("mkdir");
+    assert_directory_refused(&PackLock::open(tmp.path()).unwrap_err(), &sidecar);
 }
 
 #[test]
@@ -267,7 +276,9 @@ fn public_types_cross_threads() {
 #[test]
 fn io_errors_keep_their_source() {
     let tmp = temp_dir();
-    let err = PackLock::open_file(tmp.path()).unwrap_err();
+    let file = tmp.path().join("plain-file");
+    fs::write(&file, "").expect("write");
+    let err = PackLock::open_file(file.join("x.lock")).unwrap_err();
     let source = std::error::Error::source(&err).expect("Io must expose the OS error");
     assert!(source.downcast_ref::<std::io::Error>().is_some());
 }
