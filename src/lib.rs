@@ -227,6 +227,7 @@
 //! on the uncontended path.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod acquire;

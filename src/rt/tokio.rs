@@ -47,6 +47,7 @@ pub async fn acquire_timeout(
 /// assert!(lock.acquire_cancellable(&token).await.unwrap_err().is_cancelled());
 /// # });
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl CancelSignal for tokio_util::sync::CancellationToken {
     fn is_cancelled(&self) -> bool {
         tokio_util::sync::CancellationToken::is_cancelled(self)
