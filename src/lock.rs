@@ -267,6 +267,10 @@ impl PackLock {
     /// latency of one thread wake-up (tens of microseconds) over
     /// [`acquire`](Self::acquire) when the lock comes from another process.
     ///
+    /// Any `timeout` works: one so long that its deadline lies past what
+    /// [`Instant`] can hold (such as [`Duration::MAX`]) means no time limit,
+    /// and the call waits like [`acquire`](Self::acquire).
+    ///
     /// # Errors
     ///
     /// [`PackLockError::TimedOut`] when the lock was not had in time,
@@ -289,7 +293,10 @@ impl PackLock {
     /// # }
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<PackLockHold, PackLockError> {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            // A deadline the clock cannot hold never comes.
+            return self.acquire();
+        };
         let acquire = acquire::run(self, Wait::Task, Some(HeldContext::for_thread()));
         block_on_until(acquire, deadline).unwrap_or_else(|| Err(self.timed_out(timeout)))
     }
