@@ -306,8 +306,15 @@ impl PackLock {
     /// # Errors
     ///
     /// [`PackLockError::Busy`] when anyone holds the lock — another
-    /// process, another thread or task, or the caller itself;
+    /// process, another thread or task, or the caller itself; for a
+    /// [shared](PackLockBuilder::shared) lock, only when an exclusive lock
+    /// is held (other shared holds never make it busy).
     /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// It never waits for another process, nor for another thread's or
+    /// task's hold; a shared `try_acquire` that meets another acquire of
+    /// this process taking the OS lock waits for that non-blocking attempt
+    /// (microseconds) and then joins it or tries itself.
     ///
     /// # Example
     ///
