@@ -22,8 +22,10 @@
 //!   (packlock or `flock -s`) run at once, an exclusive one excludes them.
 //! * `-n`, `--nonblock`: give up at once if the lock is held.
 //! * `-w`, `--timeout SECS`: give up after `SECS` seconds; fractions such as
-//!   `0.5` are fine, and `0` means `--nonblock`. Without `-n` or `-w`,
-//!   packlock waits as long as it takes.
+//!   `0.5` are fine, and `0` means `--nonblock`. Any finite number `>= 0` is
+//!   accepted (`1e30` simply never expires); negative numbers, `nan`, `inf`
+//!   and anything else are usage errors. Without `-n` or `-w`, packlock
+//!   waits as long as it takes.
 //! * `-E`, `--conflict-exit-code N`: the exit code when packlock gives up
 //!   (0 to 255, default 1). It then prints who holds the lock to stderr.
 //! * `--file NAME`: the lock file's name inside `DIR` (a bare file name).
@@ -213,11 +215,18 @@ fn main() {
 }
 
 /// `--timeout`: a number of seconds, fractions allowed, like `flock -w`.
+/// Any finite non-negative number goes; one too large for a `Duration`
+/// waits as long as [`Duration::MAX`], which is forever.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 =
         text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("`{text}` is not a finite, non-negative number of seconds"))
+    if !seconds.is_finite() {
+        return Err(format!("`{text}` is not a finite number of seconds"));
+    }
+    if seconds < 0.0 {
+        return Err(format!("`{text}` is negative; the timeout is a number of seconds >= 0"));
+    }
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// The first form: lock, run the command, release, pass its exit code on.

@@ -21,6 +21,7 @@ use crate::claim::Claim;
 use crate::lock::Target;
 use crate::registry::SlotGuard;
 use crate::report::WaitWatch;
+use crate::shared::Now;
 use crate::sidecar::Mode;
 use crate::tier::{Checks, HeldContext, Registration};
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
@@ -324,25 +325,37 @@ async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLoc
 /// another shared hold has it; otherwise take it, holding the `taking`
 /// mutex so that the other readers of this process wait here rather than
 /// in the kernel.
+///
+/// An acquire that may not wait is `Busy` only when an exclusive lock
+/// exists: when the OS refuses it, or when another acquire of this process
+/// waits in the kernel because the OS refused it. It waits for another
+/// acquire's non-blocking attempt rather than mistake it for a conflict.
 async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
     let lease = Arc::clone(claim.shared_lease());
     if claim.try_join(&lease) {
         return Ok(claim);
     }
-    let taking = match lease.taking.try_lock_arc() {
-        Some(taking) => taking,
-        None => {
-            waiter.must_wait(claim.target())?;
-            match waiter.wait {
-                Wait::Thread => lease.taking.lock_arc_blocking(),
-                _ => lease.taking.lock_arc().await,
+    let taking = match (waiter.wait, lease.try_take()) {
+        (_, Some(taking)) => taking,
+        (Wait::Never, None) => match lease.join_or_take_now() {
+            Now::Joined(share) => {
+                claim.joined(share);
+                return Ok(claim);
             }
+            Now::Taking(taking) => taking,
+            Now::Busy => return Err(PackLockError::busy(claim.sidecar())),
+        },
+        (wait, None) => {
+            waiter.must_wait(claim.target())?;
+            lease.take(wait == Wait::Thread).await
         }
     };
     // Another reader may have taken it while we waited for `taking`.
     if claim.try_join(&lease) || claim.try_lock()? {
         return Ok(claim);
     }
+    waiter.must_wait(claim.target())?;
+    taking.waiting_in_os();
     let (claim, _taking) = wait_for_os_lock(claim, taking, waiter).await?;
     Ok(claim)
 }

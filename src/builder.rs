@@ -164,7 +164,9 @@ impl PackLockBuilder {
 
     /// How long an acquire waits before it logs, once, at `info` level:
     /// "waiting for lock on PATH held by pid N ("label", for 3s)". Default:
-    /// one second. Waits that end sooner log nothing at `info`.
+    /// one second. Waits that end sooner log nothing at `info`. Any
+    /// duration works: [`Duration::MAX`] (or any threshold past what an
+    /// [`Instant`](std::time::Instant) can hold) means never.
     ///
     /// # Example
     ///

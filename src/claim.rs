@@ -67,8 +67,15 @@ impl Claim {
     pub(crate) fn try_join(&mut self, lease: &Arc<SharedLease>) -> bool {
         let share = lease.join();
         let joined = share.is_some();
-        self.os = share.map(|share| OsLock::Shared { share, joined: true });
+        if let Some(share) = share {
+            self.joined(share);
+        }
         joined
+    }
+
+    /// Records `share` of the process's shared lock as this claim's.
+    pub(crate) fn joined(&mut self, share: Share) {
+        self.os = Some(OsLock::Shared { share, joined: true });
     }
 
     /// Whether this claim took the OS lock itself (rather than joining

@@ -270,6 +270,10 @@ impl PackLock {
     /// latency of one thread wake-up (tens of microseconds) over
     /// [`acquire`](Self::acquire) when the lock comes from another process.
     ///
+    /// Any `timeout` works: one so long that its deadline lies past what
+    /// [`Instant`] can hold (such as [`Duration::MAX`]) means no time limit,
+    /// and the call waits like [`acquire`](Self::acquire).
+    ///
     /// # Errors
     ///
     /// [`PackLockError::TimedOut`] when the lock was not had in time,
@@ -292,7 +296,10 @@ impl PackLock {
     /// # }
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<PackLockHold, PackLockError> {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            // A deadline the clock cannot hold never comes.
+            return self.acquire();
+        };
         let acquire = acquire::run(self, Wait::Task, Some(HeldContext::for_thread()));
         block_on_until(acquire, deadline).unwrap_or_else(|| Err(self.timed_out(timeout)))
     }
@@ -302,8 +309,15 @@ impl PackLock {
     /// # Errors
     ///
     /// [`PackLockError::Busy`] when anyone holds the lock — another
-    /// process, another thread or task, or the caller itself;
+    /// process, another thread or task, or the caller itself; for a
+    /// [shared](PackLockBuilder::shared) lock, only when an exclusive lock
+    /// is held (other shared holds never make it busy).
     /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// It never waits for another process, nor for another thread's or
+    /// task's hold; a shared `try_acquire` that meets another acquire of
+    /// this process taking the OS lock waits for that non-blocking attempt
+    /// (microseconds) and then joins it or tries itself.
     ///
     /// # Example
     ///

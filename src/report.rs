@@ -25,11 +25,15 @@ pub(crate) struct WaitWatch {
 
 impl WaitWatch {
     /// Notes that the acquire waits for `target` (from now, unless it
-    /// already did), and arranges the log line for `after` from the start.
+    /// already did), and arranges the log line for `after` from the start
+    /// (never, if that lies past what an `Instant` can hold).
     pub(crate) fn waiting(&mut self, target: &Arc<Target>, after: Duration) {
         let since = *self.since.get_or_insert_with(Instant::now);
-        if self.pending.is_none() && log::log_enabled!(log::Level::Info) {
-            self.pending = Reporter::get().map(|r| r.schedule(since + after, Arc::clone(target)));
+        if self.pending.is_some() || !log::log_enabled!(log::Level::Info) {
+            return;
+        }
+        if let Some(at) = since.checked_add(after) {
+            self.pending = Reporter::get().map(|r| r.schedule(at, Arc::clone(target)));
         }
     }
 

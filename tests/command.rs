@@ -291,6 +291,9 @@ fn waits_then_runs(options: &[&str]) -> Outcome {
 fn a_waiting_packlock_runs_once_the_holder_lets_go() {
     waits_then_runs(&["--timeout", "30"]);
     waits_then_runs(&[]);
+    // Timeouts too long for the clock wait without limit.
+    waits_then_runs(&["--timeout", "1e19"]);
+    waits_then_runs(&["-w", "1e300"]);
     let verbose = waits_then_runs(&["--verbose", "-w", "30"]);
     let held_by = format!(".pack-lock, held by pid {} (\"{LABEL}\"", std::process::id());
     assert!(verbose.stderr.contains("packlock: waiting for "), "{verbose:?}");
@@ -374,6 +377,10 @@ fn usage_errors_exit_2_without_running_anything() {
         &["--timeout", "abc", d, "--", "touch", m],
         &["--timeout", "-1", d, "--", "touch", m],
         &["--timeout", "inf", d, "--", "touch", m],
+        &["--timeout", "nan", d, "--", "touch", m],
+        &["--timeout", "-0.5", d, "--", "touch", m],
+        &["--timeout", "-1e30", d, "--", "touch", m],
+        &["--timeout", "10s", d, "--", "touch", m],
         &["--timeout", "", d, "--", "touch", m],
         &["--conflict-exit-code", "256", d, "--", "touch", m],
         &["--conflict-exit-code", "-1", d, "--", "touch", m],
@@ -387,6 +394,10 @@ fn usage_errors_exit_2_without_running_anything() {
         let outcome = packlock(args);
         assert_eq!(outcome.code, 2, "{args:?}: {outcome:?}");
         assert!(!outcome.stderr.is_empty(), "{args:?}: no message");
+        if args.first() == Some(&"--timeout") {
+            let value = format!("`{}`", args[1]);
+            assert!(outcome.stderr.contains(&value), "{args:?}: {}", outcome.stderr);
+        }
     }
     assert!(!marker.exists(), "a command ran despite a usage error");
 }

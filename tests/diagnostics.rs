@@ -153,6 +153,28 @@ fn a_wait_shorter_than_its_threshold_logs_nothing() {
     assert!(lines_about(lock.path()).is_empty());
 }
 
+/// A threshold past what `Instant` can hold means never: a contended
+/// acquire waits and logs nothing.
+#[test]
+fn a_threshold_of_duration_max_never_logs() {
+    capture_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Child::spawn("hold-labelled", dir.path());
+    child.expect("locked");
+    let lock = PackLock::builder(dir.path()).log_wait_after(Duration::MAX).open().expect("open");
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| lock.acquire().map(drop));
+        let me = std::process::id();
+        common::wait_until("we wait in the kernel (or fail)", || {
+            waiter.is_finished() || common::proc_locks::waiters_of(lock.path(), me) == 1
+        });
+        child.proceed();
+        child.expect("released");
+        waiter.join().expect("waiter panicked").expect("acquire");
+    });
+    assert!(lines_about(lock.path()).is_empty());
+}
+
 #[test]
 fn holders_lists_shared_holders() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -430,6 +430,73 @@ fn concurrent_shared_try_acquires_beside_a_shared_hold_all_succeed() {
     assert_eq!(busy.load(SeqCst), 0, "a shared try_acquire beside only shared holds was Busy");
 }
 
+/// Shared `try_acquire`s on a free lock must all succeed too, even while
+/// another one is taking the OS lock for the process: they wait for its
+/// non-blocking attempt and join, rather than report a conflict that does
+/// not exist. One thread per `PackLock`, so that the OS lock is taken on
+/// one open file and joined through another. (Stops at the first `Busy`.)
+#[test]
+fn concurrent_shared_try_acquires_on_a_free_lock_are_never_busy() {
+    const THREADS: usize = 2;
+    const ROUNDS: usize = 20_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let locks: Vec<PackLock> = (0..THREADS).map(|_| shared(dir.path())).collect();
+    let busy = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for lock in &locks {
+            let busy = &busy;
+            scope.spawn(move || {
+                for _ in 0..ROUNDS {
+                    if busy.load(SeqCst) > 0 {
+                        break; // found one: enough
+                    }
+                    match lock.try_acquire() {
+                        Ok(hold) => drop(hold),
+                        Err(PackLockError::Busy { .. }) => {
+                            busy.fetch_add(1, SeqCst);
+                        }
+                        Err(e) => panic!("shared try_acquire: {e}"),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(busy.load(SeqCst), 0, "a shared try_acquire on a free lock was Busy");
+    drop(exclusive(dir.path()).try_acquire().expect("free after the rounds"));
+}
+
+/// A shared `try_acquire` is still `Busy` beside an exclusive lock that is
+/// not packlock's (a std `File` lock on another open file), also while a
+/// shared acquire of this process waits in the kernel for that lock to go —
+/// and it says so at once instead of waiting with it. Once the exclusive
+/// lock goes, the waiter holds and the try joins it.
+#[test]
+fn a_shared_try_acquire_is_busy_beside_an_exclusive_file_lock() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let readers = shared(dir.path());
+    let file = fs::File::open(readers.path()).expect("open the lock file");
+    file.lock().expect("exclusive std lock");
+    assert_busy(readers.try_acquire(), "shared try_acquire beside an exclusive lock");
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| readers.acquire().expect("shared acquire"));
+        #[cfg(target_os = "linux")]
+        common::wait_until("the shared acquire waits in the kernel", || {
+            common::proc_locks::waiters_of(readers.path(), std::process::id()) == 1
+        });
+        // Not scoped, so that a try that hangs fails the test.
+        let (tried, outcome) = mpsc::channel();
+        let other_readers = shared(dir.path());
+        thread::spawn(move || tried.send(other_readers.try_acquire()).expect("report"));
+        let outcome = outcome.recv_timeout(DEADLINE).expect("the try waited for the waiter");
+        assert_busy(outcome, "shared try_acquire beside an exclusive lock and a waiter");
+        file.unlock().expect("std unlock");
+        let held = waiter.join().expect("waiter panicked");
+        drop(readers.try_acquire().expect("a shared try_acquire joins the shared hold"));
+        drop(held);
+    });
+    drop(exclusive(dir.path()).try_acquire().expect("free at the end"));
+}
+
 /// A live shared hold means the OS lock is held: another open file of the
 /// same lock file can never take it exclusively, however quickly shared
 /// holds on one `PackLock` come and go around it. (Stops at the first hold

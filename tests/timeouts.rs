@@ -93,6 +93,7 @@ fn check_timeouts(acquire_timeout: impl Timeout) {
     times_out_behind_a_holder_in_this_process(&acquire_timeout);
     times_out_behind_another_process(&acquire_timeout);
     succeeds_when_the_holder_releases_in_time(&acquire_timeout);
+    the_longest_timeout_waits_without_limit(&acquire_timeout);
 }
 
 fn free_lock_is_acquired(acquire_timeout: &impl Timeout) {
@@ -162,6 +163,23 @@ fn succeeds_when_the_holder_releases_in_time(acquire_timeout: &impl Timeout) {
     assert_free(&lock, "the hold was not released");
 }
 
+/// `Duration::MAX` puts the deadline past what `Instant` can hold: that is
+/// no deadline, on a free lock and behind another process alike.
+fn the_longest_timeout_waits_without_limit(acquire_timeout: &impl Timeout) {
+    let dir = temp_dir();
+    let lock = open(dir.path());
+    drop(acquire_timeout(&lock, Duration::MAX).expect("a free lock with Duration::MAX"));
+    let child = common::spawn_holder("hold", dir.path());
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| acquire_timeout(&lock, Duration::MAX).map(drop));
+        wait_until_parked(&lock);
+        assert!(!waiter.is_finished(), "acquired while the child held the lock");
+        release(child);
+        waiter.join().expect("waiter panicked").expect("acquire once the child released");
+    });
+    assert_free(&lock, "the hold was not released");
+}
+
 // --- sync ---------------------------------------------------------------------
 
 fn sync_timeout(lock: &PackLock, timeout: Duration) -> Acquired {
@@ -186,6 +204,11 @@ fn sync_timeout_behind_another_process() {
 #[test]
 fn sync_timeout_succeeds_when_the_holder_releases_in_time() {
     succeeds_when_the_holder_releases_in_time(&sync_timeout);
+}
+
+#[test]
+fn sync_timeout_of_duration_max_waits_without_limit() {
+    the_longest_timeout_waits_without_limit(&sync_timeout);
 }
 
 /// A zero timeout still takes a free lock (it tries once) and otherwise
