@@ -1,5 +1,5 @@
 //! What packlock costs over the OS lock it is built on and over the naive
-//! async design, every row of the performance issue beside its baseline,
+//! async design, every performance row beside its baseline,
 //! measured in the same run so that the ratios mean something on whatever
 //! (noisy) machine runs them.
 //!
@@ -13,7 +13,7 @@
 //!    `floor_path_stat` makes packlock's own system calls raw (the raw ones
 //!    plus an `fstat` for the registry key, the identity `stat(path)` after
 //!    locking, and the two `getpid`s of fork safety), `floor_fstat` those of
-//!    DESIGN.md's cheaper check (one `fstat` after locking, for the key and
+//!    a cheaper check (one `fstat` after locking, for the key and
 //!    `nlink > 0`, instead of `fstat` and `stat(path)`).
 //! 2. `reuse_acquire_release`: acquire + release on a `PackLock` opened once,
 //!    against `lock` + `unlock` on a `File` opened once; the floors add the
@@ -404,7 +404,7 @@ fn criterion_rows(estimates: &Estimates) -> Vec<Row> {
 }
 
 /// packlock against the floor of its design, for the uncontended rows:
-/// its own system calls made raw, and those of DESIGN.md's cheaper check.
+/// its own system calls made raw, and those of a cheaper identity check.
 fn print_floor(estimates: &Estimates) {
     let groups = [OPEN_ACQUIRE_RELEASE, REUSE_ACQUIRE_RELEASE, ASYNC_OPEN_ACQUIRE_RELEASE];
     let rows: Vec<_> = groups
@@ -421,7 +421,7 @@ fn print_floor(estimates: &Estimates) {
     println!("\nThe floor: the same system calls made raw (ratios to the raw baseline):\n");
     println!(
         "| scenario | packlock | raw baseline | packlock's system calls, raw (with `stat(path)`) | \
-         packlock / that | with one `fstat` instead (DESIGN.md's check) |"
+         packlock / that | with one `fstat` instead (link-count check) |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
     for (group, packlock, baseline, (path_stat, fstat)) in rows {

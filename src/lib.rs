@@ -96,8 +96,9 @@
 //! * **Threads stay bounded.** Because only the holder of the in-process
 //!   slot goes to the OS lock, at most **one** pool thread per lock file per
 //!   process is ever parked in the kernel, however many acquires are
-//!   cancelled while another process holds the lock. (The lock this crate
-//!   grew out of left one parked thread per cancelled acquire.)
+//!   cancelled while another process holds the lock. (A design that moves
+//!   each blocking `flock` onto a pool leaves one parked thread per
+//!   cancelled acquire.)
 //!
 //! The sync [`acquire_timeout`](PackLock::acquire_timeout) works the same
 //! way: it drives the async pipeline on the calling thread, which parks

@@ -124,7 +124,7 @@ pub fn floor_path_stat(path: &Path) {
     drop(black_box(file));
 }
 
-/// The same with DESIGN.md's cheaper identity check: one `fstat` after
+/// The same with a cheaper identity check: one `fstat` after
 /// locking (the registry key, and `nlink > 0`) instead of `fstat` and
 /// `stat(path)`.
 pub fn floor_fstat(path: &Path) {

@@ -1,14 +1,12 @@
-//! The naive async design the issue compares packlock with: a
+//! The naive async design packlock is measured against: a
 //! `tokio::sync::Mutex` in front, then the blocking `flock` moved onto
-//! tokio's blocking pool with `spawn_blocking`, once per acquire.
+//! tokio's blocking pool with `spawn_blocking`, once per acquire — the
+//! obvious way to lock a file from tokio.
 //!
-//! It is the design of `seed/pack_lock.rs` (which this crate grew out of),
-//! written without its `unsafe` lifetime tricks and given its best shot: the
-//! mutex is held directly rather than looked up in a path registry, and
-//! nothing is canonicalised per acquire. Each acquire opens its own file
-//! (the seed's `acquire_async` consumes its `PackLock`, so each acquire has
-//! its own open file; sharing one would make a cancelled acquire's parked
-//! thread share the lock with the next holder).
+//! It is given its best shot: the mutex is held directly rather than looked
+//! up in a path registry, and nothing is canonicalised per acquire. Each
+//! acquire opens its own file (sharing one would make a cancelled acquire's
+//! parked thread share the lock with the next holder).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -125,8 +125,15 @@ struct Args {
 impl Args {
     /// Rejects parameters that make no run.
     fn check(&self) -> Result<(), String> {
-        if !(self.duration.is_finite() && self.duration > 0.0) {
-            return Err(format!("--duration must be a positive number, not {}", self.duration));
+        // `run` adds the duration to `Instant::now()`: it must fit.
+        let fits = Duration::try_from_secs_f64(self.duration)
+            .ok()
+            .and_then(|duration| std::time::Instant::now().checked_add(duration));
+        if !(self.duration > 0.0 && fits.is_some()) {
+            return Err(format!(
+                "--duration must be a positive number of seconds, not {}",
+                self.duration
+            ));
         }
         if self.processes == 0 || self.files == 0 {
             return Err("--processes and --files must be at least 1".to_string());

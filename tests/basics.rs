@@ -1,6 +1,5 @@
-//! The behaviour the tokio-only predecessor (`seed/pack_lock.rs`) tested,
-//! on this crate's API: the lock file is created, a held lock is `Busy` to
-//! every other taker (other `PackLock`s, the same one, aliases through
+//! The basic promises of a per-directory lock: the lock file is created, a
+//! held lock is `Busy` to every other taker (other `PackLock`s, the same one, aliases through
 //! symlinks and hard links), holds release on drop or `release()`, a blocking
 //! acquire waits for the holder, distinct locks are independent, async
 //! acquires serialise within a process, and `validate` notices a lock file
