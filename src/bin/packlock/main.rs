@@ -89,6 +89,8 @@
 
 mod args;
 mod child;
+mod flock;
+mod flock_args;
 mod run;
 mod status;
 
@@ -103,11 +105,18 @@ use crate::args::Args;
 const EXIT_FAILURE: i32 = 1;
 
 fn main() {
-    let args = Args::parse();
-    let code = if args.status { status::status(&args) } else { run::run(&args) };
+    let mut argv = std::env::args_os();
+    let invoked_as_flock = argv.next().is_some_and(|argv0| flock::invoked_as_flock(&argv0));
+    let code = if invoked_as_flock { flock::main(argv) } else { packlock() };
     // Everything is dropped by now: the lock is released before we exit.
     let _ = io::stdout().flush();
     std::process::exit(code);
+}
+
+/// packlock's own command line: `packlock DIR COMMAND` or `--status`.
+fn packlock() -> i32 {
+    let args = Args::parse();
+    if args.status { status::status(&args) } else { run::run(&args) }
 }
 
 /// Prints packlock's own failure and returns its exit code.
