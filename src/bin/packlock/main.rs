@@ -47,6 +47,10 @@
 //!   waiting and dropping it at once, so for that instant a `--nonblock`
 //!   elsewhere may find it busy.
 //!
+//! Run under the name `flock` (a link or copy; `flock.exe` on Windows), it
+//! takes util-linux flock(1)'s command line instead: see the `flock` module
+//! and README's "The flock mode".
+//!
 //! # Exit codes
 //!
 //! | code | when |
