@@ -1,11 +1,6 @@
-//! The `packlock` command (`examples/packlock.rs`), run as a process: exit
-//! codes, waiting, shared holds, `--status`, and that the command it runs
-//! inherits no lock.
-//!
-//! Cargo builds no example binaries for integration tests, so the first
-//! test to need one runs `cargo build --example packlock` and reads the
-//! binary's path from cargo's JSON messages (which honours any target
-//! directory or build directory setting).
+//! The `packlock` command (`src/bin/packlock/`, `cli` feature), run as a
+//! process: exit codes, waiting, shared holds, `--status`, and that the
+//! command it runs inherits no lock.
 
 #![cfg(unix)]
 
@@ -13,9 +8,8 @@ mod common;
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -24,45 +18,9 @@ use packlock::{PackLock, PackLockHold};
 
 const LABEL: &str = "test holder";
 
-/// The example binary, built once per test process.
+/// The `packlock` binary cargo built for these tests (`cli` feature).
 fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build_example)
-}
-
-fn build_example() -> PathBuf {
-    let output = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "packlock", "--message-format=json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo build");
-    let messages = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "cargo build --example packlock failed:\n{messages}");
-    messages
-        .lines()
-        .filter(|line| {
-            line.contains(r#""kind":["example"]"#) && line.contains(r#""name":"packlock""#)
-        })
-        .find_map(executable)
-        .expect("cargo named no packlock example executable")
-}
-
-/// The `"executable":"..."` string of one cargo JSON message.
-fn executable(message: &str) -> Option<PathBuf> {
-    const KEY: &str = r#""executable":""#;
-    let start = message.find(KEY)? + KEY.len();
-    let mut path = String::new();
-    let mut chars = message[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(path.into()),
-            '\\' => path.push(chars.next()?),
-            c => path.push(c),
-        }
-    }
-    None
+    Path::new(env!("CARGO_BIN_EXE_packlock"))
 }
 
 /// What a finished `packlock` run did.
@@ -90,7 +48,7 @@ fn spawn(args: &[&str]) -> Running {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run the packlock example");
+        .expect("run packlock");
     let stdout = read_all(child.stdout.take().expect("stdout"));
     let stderr = read_all(child.stderr.take().expect("stderr"));
     Running { child: Some(child), stdout: Some(stdout), stderr: Some(stderr), started }
@@ -363,6 +321,16 @@ fn status_tells_a_free_lock_from_a_held_one() {
     let named = packlock(&["--status", "--file", ".other-lock", text(&dir)]);
     assert_eq!(named.code, 0, "{named:?}");
     assert!(named.stdout.contains(".other-lock"), "{named:?}");
+}
+
+#[test]
+fn help_shows_examples_and_version_names_the_release() {
+    let help = packlock(&["--help"]);
+    assert_eq!(help.code, 0, "{help:?}");
+    assert!(help.stdout.contains("Examples:") && help.stdout.contains("--status"), "{help:?}");
+    let version = packlock(&["--version"]);
+    let expected = format!("packlock {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!((version.code, version.stdout.as_str()), (0, expected.as_str()), "{version:?}");
 }
 
 #[test]

@@ -222,7 +222,17 @@ pub mod flock {
         /// Starts `flock MODE FILE` (mode "-s" or "-x") and returns once it
         /// holds the lock.
         pub fn start(path: &Path, mode: &str) -> Self {
-            let mut child = Command::new("flock")
+            Self::start_program("flock", path, mode)
+        }
+
+        /// [`Holder::start`] with another program taking flock(1)'s
+        /// command line, such as packlock run as `flock`.
+        pub fn start_program(
+            program: impl AsRef<std::ffi::OsStr>,
+            path: &Path,
+            mode: &str,
+        ) -> Self {
+            let mut child = Command::new(program)
                 .arg(mode)
                 .arg(path)
                 .args(["-c", "echo locked; cat >/dev/null"])

@@ -1,0 +1,134 @@
+//! The `packlock` command line.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use packlock::PACK_LOCK_FILE_NAME;
+
+const EXAMPLES: &str = "\
+Examples:
+  packlock /srv/pack -- make                  run make while holding /srv/pack's lock
+  packlock --shared /srv/pack -- ./read.sh    many shared holders at once
+  packlock -n /srv/pack make || echo busy     give up at once if it is held
+  packlock -w 0.5 -E 75 /srv/pack -- make     wait half a second, then exit 75
+  packlock --status /srv/pack                 free (exit 0) or held, and by whom (exit 1)
+
+Exit codes: the command's own (128+N if killed by signal N); the conflict code \
+(default 1) when the lock is held; 1 when packlock fails; 2 for usage errors; \
+126/127 when the command cannot be run or is not found. --status: 0 free, 1 held.
+
+Run as `flock` (a link or copy named flock), it takes util-linux flock(1)'s \
+command line instead: see `flock --help`.";
+
+/// Run a command while holding the lock of a directory (a portable flock(1)).
+#[derive(Debug, Parser)]
+#[command(
+    name = "packlock",
+    version,
+    override_usage = "packlock [OPTIONS] <DIR> [--] <COMMAND> [ARGS]...\n       packlock --status [--file <NAME>] <DIR>",
+    after_help = EXAMPLES
+)]
+pub struct Args {
+    /// Take a shared lock: shared holders run together, exclusive ones alone
+    #[arg(short, long)]
+    pub shared: bool,
+
+    /// Give up at once if the lock is held
+    #[arg(short, long, visible_alias = "nb", conflicts_with = "timeout")]
+    pub nonblock: bool,
+
+    /// Give up after SECS seconds (fractions allowed; 0 means --nonblock)
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "SECS",
+        value_parser = parse_seconds,
+        allow_negative_numbers = true
+    )]
+    pub timeout: Option<Duration>,
+
+    /// Exit code when the lock is held and packlock gives up
+    #[arg(short = 'E', long, value_name = "N", default_value_t = 1)]
+    pub conflict_exit_code: u8,
+
+    /// Lock file name inside DIR [default: .pack-lock]
+    #[arg(long, value_name = "NAME")]
+    pub file: Option<OsString>,
+
+    /// Label shown to others asking who holds the lock, up to 1,024 bytes [default: "packlock COMMAND"]
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+
+    /// Report on stderr when the lock is held, after how long, and when released
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print whether the lock of DIR is free (exit 0) or held and by whom (exit 1)
+    #[arg(
+        long,
+        conflicts_with_all = ["shared", "nonblock", "timeout", "conflict_exit_code", "label", "command"]
+    )]
+    pub status: bool,
+
+    /// The directory to lock (created if missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The command to run while holding the lock, and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "status"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// How long to wait for a held lock.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    Never,
+    For(Duration),
+    Forever,
+}
+
+impl Args {
+    pub fn wait(&self) -> Wait {
+        match self.timeout {
+            _ if self.nonblock => Wait::Never,
+            Some(timeout) if timeout.is_zero() => Wait::Never,
+            Some(timeout) => Wait::For(timeout),
+            None => Wait::Forever,
+        }
+    }
+
+    pub fn file_name(&self) -> &OsStr {
+        self.file.as_deref().unwrap_or(OsStr::new(PACK_LOCK_FILE_NAME))
+    }
+
+    /// The lock file's path, before the library checks the name.
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join(self.file_name())
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.shared { "shared" } else { "exclusive" }
+    }
+}
+
+/// `--timeout`: a number of seconds, fractions allowed, like `flock -w`.
+/// Any finite non-negative number goes; one too large for a `Duration`
+/// waits as long as [`Duration::MAX`], which is forever.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 =
+        text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !seconds.is_finite() {
+        return Err(format!("`{text}` is not a finite number of seconds"));
+    }
+    if seconds < 0.0 {
+        return Err(format!("`{text}` is negative; the timeout is a number of seconds >= 0"));
+    }
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+}

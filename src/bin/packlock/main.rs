@@ -1,0 +1,130 @@
+//! `packlock`: run a command while holding the lock of a directory — a
+//! portable `flock(1)`.
+//!
+//! ```text
+//! packlock [--shared] [--nonblock | --timeout SECS] [--conflict-exit-code N]
+//!          [--file NAME] [--label TEXT] [--verbose] DIR -- COMMAND [ARGS...]
+//! packlock --status [--file NAME] DIR
+//! ```
+//!
+//! Install it with `cargo install packlock --features cli`, or run it from
+//! a checkout with `cargo run --features cli -- ARGS`.
+//!
+//! The first form takes the lock of `DIR` — the sidecar file
+//! `DIR/.pack-lock`, or `DIR/NAME` with `--file NAME`, created with `DIR` if
+//! missing — runs `COMMAND` with the terminal's stdin, stdout and stderr,
+//! waits for it, releases the lock and exits with the command's exit code.
+//! The `--` before the command is optional unless the command's name starts
+//! with `-`; everything after the command's name is passed to it untouched.
+//!
+//! * `-s`, `--shared`: take a shared lock; any number of shared holders
+//!   (packlock or `flock -s`) run at once, an exclusive one excludes them.
+//! * `-n`, `--nonblock`: give up at once if the lock is held.
+//! * `-w`, `--timeout SECS`: give up after `SECS` seconds; fractions such as
+//!   `0.5` are fine, and `0` means `--nonblock`. Any finite number `>= 0` is
+//!   accepted (`1e30` simply never expires); negative numbers, `nan`, `inf`
+//!   and anything else are usage errors. Without `-n` or `-w`, packlock
+//!   waits as long as it takes.
+//! * `-E`, `--conflict-exit-code N`: the exit code when packlock gives up
+//!   (0 to 255, default 1). It then prints who holds the lock to stderr.
+//! * `--file NAME`: the lock file's name inside `DIR` (a bare file name).
+//! * `--label TEXT`: what `--status` and waiting processes see as the
+//!   holder's label. Default: `packlock COMMAND` (the command's name as
+//!   given, without its arguments, since the lock file is usually readable
+//!   by everyone). At most 1,024 bytes are kept (cut on a character
+//!   boundary) and line breaks become spaces. The label is recorded as the
+//!   lock file's whole content, so it is left out when that file holds
+//!   anything else — data someone locks with `flock(1)`, or a log the
+//!   command appends to — and such a file is never written. A lock file
+//!   that is a directory, FIFO, socket or device is refused (exit 1).
+//! * `-v`, `--verbose`: tell on stderr when the lock is held and how long it
+//!   took to get, and when it is released.
+//! * `--status DIR`: print whether the lock is free or held, and by whom:
+//!   one line per holder with its pid, shared or exclusive, label and how
+//!   long it has held the lock, where known (Linux knows every holder's pid;
+//!   elsewhere only labelled packlock holders are seen). It creates nothing:
+//!   a missing lock file is free. It tells by taking the lock without
+//!   waiting and dropping it at once, so for that instant a `--nonblock`
+//!   elsewhere may find it busy.
+//!
+//! Run under the name `flock` (a link or copy; `flock.exe` on Windows), it
+//! takes util-linux flock(1)'s command line instead: see the `flock` module
+//! and README's "The flock mode".
+//!
+//! # Exit codes
+//!
+//! | code | when |
+//! |---|---|
+//! | the command's | it ran; 128 + N if signal N killed it (Unix), as shells report it |
+//! | 1, or `-E N` | the lock was held: `--nonblock` gave up, or `--timeout` passed |
+//! | 1 | packlock itself failed: the lock file could not be created, opened or locked, or `--file` is not a bare file name (the message names the path) |
+//! | 2 | usage error: a missing `DIR` or `COMMAND`, an unknown option, a bad value |
+//! | 126, 127 | the command could not be started: 127 when it was not found, 126 otherwise (as `env`, `timeout` and shells do) |
+//! | `--status`: 0, 1 | 0 when the lock is free, 1 when it is held or cannot be checked |
+//!
+//! # Terminal session
+//!
+//! ```text
+//! $ packlock --label nightly /srv/pack -- sleep 600 &
+//! $ packlock --status /srv/pack
+//! held: /srv/pack/.pack-lock
+//!   pid 4242, exclusive, label "nightly", for 7s
+//! $ packlock --nonblock /srv/pack -- make; echo "exit $?"
+//! packlock: lock file `/srv/pack/.pack-lock` is busy: held by pid 4242 ("nightly", for 9s)
+//! exit 1
+//! $ packlock --timeout 0.5 --conflict-exit-code 75 /srv/pack -- make; echo "exit $?"
+//! packlock: timed out after 500ms waiting for lock file `/srv/pack/.pack-lock`; held by pid 4242 ("nightly", for 12s)
+//! exit 75
+//! $ packlock --shared /srv/other -- sh -c 'exit 3'; echo "exit $?"
+//! exit 3
+//! ```
+//!
+//! # When the lock is released
+//!
+//! packlock holds the lock itself, in a file descriptor opened close-on-exec,
+//! so the command inherits no lock: the lock is released when the command
+//! exits (or is killed), even if the command left background processes
+//! behind. If packlock itself dies — `kill -9`, or Ctrl-C, which the
+//! terminal sends to packlock and the command alike — the kernel releases
+//! the lock at once, even if the command is still running (as with
+//! `flock(1)`).
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod child;
+mod flock;
+mod flock_args;
+mod run;
+mod status;
+
+use std::io::{self, Write};
+
+use clap::Parser;
+use packlock::PackLockError;
+
+use crate::args::Args;
+
+/// packlock's own failures: the lock file could not be opened or locked.
+const EXIT_FAILURE: i32 = 1;
+
+fn main() {
+    let mut argv = std::env::args_os();
+    let invoked_as_flock = argv.next().is_some_and(|argv0| flock::invoked_as_flock(&argv0));
+    let code = if invoked_as_flock { flock::main(argv) } else { packlock() };
+    // Everything is dropped by now: the lock is released before we exit.
+    let _ = io::stdout().flush();
+    std::process::exit(code);
+}
+
+/// packlock's own command line: `packlock DIR COMMAND` or `--status`.
+fn packlock() -> i32 {
+    let args = Args::parse();
+    if args.status { status::status(&args) } else { run::run(&args) }
+}
+
+/// Prints packlock's own failure and returns its exit code.
+fn fail(error: &PackLockError) -> i32 {
+    eprintln!("packlock: {error}");
+    EXIT_FAILURE
+}

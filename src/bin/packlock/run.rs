@@ -1,0 +1,133 @@
+//! `packlock DIR COMMAND`: lock, run the command, release, pass its exit
+//! code on.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::process::Command;
+use std::time::Instant;
+
+use packlock::{Holder, PackLock, PackLockError, PackLockHold};
+
+use crate::args::{Args, Wait};
+use crate::{child, fail};
+
+/// The command was found but could not be started.
+const EXIT_CANNOT_RUN: i32 = 126;
+/// The command was not found.
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// Locks, runs the command, releases; the exit code to leave with.
+pub fn run(args: &Args) -> i32 {
+    let Some((program, program_args)) = args.command.split_first() else {
+        eprintln!("packlock: no command given");
+        return 2;
+    };
+    let lock = match open(args, label(args, program)) {
+        Ok(lock) => lock,
+        Err(e) => return fail(&e),
+    };
+    let started = Instant::now();
+    let hold = match acquire(&lock, args.wait(), args.verbose) {
+        Ok(hold) => hold,
+        Err(e @ (PackLockError::Busy { .. } | PackLockError::TimedOut { .. })) => {
+            report_conflict(&lock, &e);
+            return i32::from(args.conflict_exit_code);
+        }
+        Err(e) => return fail(&e),
+    };
+    if args.verbose {
+        let waited = started.elapsed().as_secs_f64();
+        let path = lock.path().display();
+        eprintln!("packlock: locked {path} ({}) after {waited:.2}s", args.mode());
+    }
+    let held_since = Instant::now();
+    let code = run_command(program, program_args);
+    release(hold, args.verbose, held_since);
+    code
+}
+
+/// Opens the lock of `DIR` as the options say.
+fn open(args: &Args, label: Option<String>) -> Result<PackLock, PackLockError> {
+    let mut builder = PackLock::builder(&args.dir).file_name(args.file_name()).shared(args.shared);
+    if let Some(label) = label {
+        builder = builder.label(label);
+    }
+    builder.open()
+}
+
+/// The label to record: as given, else `packlock PROGRAM` (without the
+/// arguments, which may be secrets; lock files are usually world-readable).
+/// The library never writes it over other data in the lock file.
+fn label(args: &Args, program: &OsStr) -> Option<String> {
+    let default = || format!("packlock {}", program.to_string_lossy());
+    Some(args.label.clone().unwrap_or_else(default))
+}
+
+/// Takes the lock, waiting as allowed; with `verbose`, says so when the
+/// lock is held by someone else and we wait.
+fn acquire(lock: &PackLock, wait: Wait, verbose: bool) -> Result<PackLockHold, PackLockError> {
+    let busy = match lock.try_acquire() {
+        Ok(hold) => return Ok(hold),
+        Err(busy @ PackLockError::Busy { .. }) => busy,
+        Err(e) => return Err(e),
+    };
+    if verbose && !matches!(wait, Wait::Never) {
+        say_waiting(&busy);
+    }
+    match wait {
+        Wait::Never => Err(busy),
+        Wait::For(timeout) => lock.acquire_timeout(timeout),
+        Wait::Forever => lock.acquire(),
+    }
+}
+
+/// `packlock: waiting for PATH, held by pid 4242 ("nightly", for 7s)`.
+fn say_waiting(busy: &PackLockError) {
+    if let PackLockError::Busy { path, holder, .. } = busy {
+        let holder = holder.as_ref().map_or_else(|| "another holder".into(), Holder::to_string);
+        eprintln!("packlock: waiting for {}, held by {holder}", path.display());
+    }
+}
+
+/// Tells who holds the lock we could not get.
+fn report_conflict(lock: &PackLock, error: &PackLockError) {
+    match error {
+        // Busy names the holder itself, where it is known.
+        PackLockError::Busy { .. } => eprintln!("packlock: {error}"),
+        _ => {
+            let holders: Vec<String> = lock.holders().iter().map(Holder::to_string).collect();
+            let holders = if holders.is_empty() {
+                "held by another holder".to_string()
+            } else {
+                format!("held by {}", holders.join(", "))
+            };
+            eprintln!("packlock: {error}; {holders}");
+        }
+    }
+}
+
+/// Runs the command; its exit code, or 126/127 when it cannot be started
+/// (as `env`, `timeout` and shells do).
+fn run_command(program: &OsStr, args: &[OsString]) -> i32 {
+    match child::run(Command::new(program).args(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("packlock: cannot run `{}`: {e}", program.display());
+            if e.kind() == io::ErrorKind::NotFound { EXIT_NOT_FOUND } else { EXIT_CANNOT_RUN }
+        }
+    }
+}
+
+/// Releases the lock. The command has run, so a failure to unlock (the
+/// kernel unlocks at exit anyway) is only reported, not an exit code.
+fn release(hold: PackLockHold, verbose: bool, held_since: Instant) {
+    let path = hold.path().to_path_buf();
+    match hold.release() {
+        Ok(()) if verbose => {
+            let held = held_since.elapsed().as_secs_f64();
+            eprintln!("packlock: released {} after {held:.2}s", path.display());
+        }
+        Ok(()) => {}
+        Err(e) => eprintln!("packlock: warning: {e}"),
+    }
+}
