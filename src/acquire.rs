@@ -252,7 +252,7 @@ pub(crate) async fn run(
             if let (true, Some(label)) = (claim.took_the_lock(), &lock.options().label) {
                 claim.sidecar().record_holder(label);
             }
-            return Ok(PackLockHold::new(claim, registration));
+            return Ok(PackLockHold::new(claim, registration, lock.tier()));
         }
         log::debug!("lock file {} was replaced while we waited; reopening", lock.path().display());
         drop(claim);

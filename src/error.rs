@@ -56,9 +56,12 @@ pub enum PackLockError {
 
     /// The calling thread (sync) or [scope](crate::with_tier_scope) (async)
     /// already holds this lock file, so waiting for it would wait forever.
-    /// Other threads and tasks wait normally.
+    /// Other threads and tasks wait normally. A hold moved to another
+    /// thread or task counts for the one that acquired it until the new
+    /// owner calls [`PackLockHold::adopt`](crate::PackLockHold::adopt).
     #[error(
-        "lock file `{}` is already held by this thread or task; acquiring it again would wait forever",
+        "lock file `{}` is already held by this thread or task; acquiring it again would wait \
+         forever (if the hold was moved to another thread or task, call PackLockHold::adopt there)",
         path.display()
     )]
     #[non_exhaustive]

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::PackLockError;
 use crate::claim::Claim;
-use crate::tier::Registration;
+use crate::tier::{HeldContext, Registration};
+use crate::{PackLockError, Tier};
 
 /// Proof that the lock is held, returned by every acquire method. The lock
 /// is held until the hold is dropped or [released](Self::release).
@@ -14,6 +14,14 @@ use crate::tier::Registration;
 /// so it can be stored, sent to another thread, or held across `.await`.
 /// Dropping it releases the OS lock, then the in-process slot, then closes
 /// the file if nothing else uses it.
+///
+/// A hold counts as held by the thread that acquired it (or, inside
+/// [`with_tier_scope`](crate::with_tier_scope), the task): that thread
+/// cannot wait for the same lock file again
+/// ([`PackLockError::Reentrant`]), and its [tier](crate::Tier) counts for
+/// its lock order. Moving the hold elsewhere cannot be observed, so it keeps
+/// counting for the acquiring thread until the thread that now owns it
+/// calls [`adopt`](Self::adopt).
 ///
 /// # Example
 ///
@@ -32,14 +40,60 @@ use crate::tier::Registration;
 #[must_use = "the lock is released as soon as the hold is dropped"]
 pub struct PackLockHold {
     claim: Claim,
-    /// The entry in the acquiring thread's or task's record of held tiers
+    /// The entry in the owning thread's or task's record of held tiers
     /// and locks; dropped (wherever the hold is) after the lock is released.
-    _held: Option<Registration>,
+    held: Option<Registration>,
+    /// The lock's tier, for [`adopt`](Self::adopt).
+    tier: Option<Tier>,
 }
 
 impl PackLockHold {
-    pub(crate) fn new(claim: Claim, held: Option<Registration>) -> Self {
-        Self { claim, _held: held }
+    pub(crate) fn new(claim: Claim, held: Option<Registration>, tier: Option<Tier>) -> Self {
+        Self { claim, held, tier }
+    }
+
+    /// Makes this hold count as held by the calling thread (or, inside
+    /// [`with_tier_scope`](crate::with_tier_scope), the calling task)
+    /// instead of the one that acquired it. Call it where a hold arrives
+    /// after being moved to another thread or task.
+    ///
+    /// From then on the acquiring thread may wait for the lock again (it
+    /// waits until the hold is dropped, instead of failing with
+    /// [`PackLockError::Reentrant`]), and the adopting thread may not (it
+    /// would wait for itself); the lock's tier, if it has one, counts for
+    /// the adopting thread's lock order. Nothing is checked: adopting
+    /// cannot make anyone wait. The lock itself is untouched.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use packlock::{PackLock, PackLockError};
+    ///
+    /// # fn main() -> Result<(), PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let hold = lock.acquire()?;
+    /// let (adopted, is_adopted) = mpsc::channel();
+    /// let worker = std::thread::spawn(move || {
+    ///     let mut hold = hold;
+    ///     hold.adopt(); // this thread owns it now
+    ///     adopted.send(()).expect("tell the main thread");
+    ///     // ... work under the lock ...
+    ///     drop(hold);
+    /// });
+    /// is_adopted.recv().expect("adopted");
+    /// // Without `adopt`, this would fail with `Reentrant`; now it waits
+    /// // for the worker to drop the hold.
+    /// let _again = lock.acquire()?;
+    /// worker.join().expect("worker");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn adopt(&mut self) {
+        drop(self.held.take()); // leaves the old record first
+        let target = std::sync::Arc::clone(self.claim.target());
+        self.held = Some(HeldContext::for_thread().adopt(target, self.tier));
     }
 
     /// The path of the locked file.

@@ -71,8 +71,11 @@
 //! as the caller's from its first poll, before it even tries the lock, so a
 //! second acquire of the same file joined into the same task (say with
 //! `futures::join!`) fails too, rather than queue behind a hold the task
-//! cannot drop. Async code outside any scope has no task identity, so there
-//! re-entrancy is not detected.
+//! cannot drop. A scope nested in another sees what the enclosing scopes
+//! hold. Async code outside any scope has no task identity, so there
+//! re-entrancy is not detected. A hold moved to another thread or task
+//! counts for its acquirer until the new owner calls
+//! [`PackLockHold::adopt`].
 //!
 //! # Cancellation
 //!
@@ -146,6 +149,13 @@
 //! * An acquire counts from its first poll: a task that takes a lower tier
 //!   while one of its acquires still waits (in another branch of a
 //!   `join!`, say) commits the same violation as while holding.
+//! * Scopes nest: a scope first polled inside another checks against what
+//!   every enclosing scope holds (tiers and locks), records its own holds
+//!   apart (gone from the enclosing view once dropped; siblings do not see
+//!   each other's), and passes those still alive when it completes to the
+//!   enclosing scope. See [`with_tier_scope`].
+//! * A hold moved to another thread or task counts for its acquirer until
+//!   the new owner calls [`PackLockHold::adopt`].
 //! * Every guard and hold remembers the record it went into and removes its
 //!   own entry when dropped, so dropping out of order, or on another thread,
 //!   never corrupts a record.
@@ -192,6 +202,12 @@
 //!   devices are refused with [`PackLockError::NotARegularFile`]. A lock
 //!   file on a read-only file system, or one we may not write, is opened
 //!   read-only and locks all the same.
+//! * Any [`Duration`](std::time::Duration) is a valid timeout or wait-log
+//!   threshold: one whose deadline lies past what
+//!   [`Instant`](std::time::Instant) can hold means no limit (or never log).
+//! * Re-entrancy and tier checks follow threads and [`with_tier_scope`]
+//!   tasks, not holds: a hold moved elsewhere needs
+//!   [`PackLockHold::adopt`] to count for its new owner.
 //! * Deleting or replacing a lock file while it is held is not prevented;
 //!   the next acquirer detects it and reopens, and [`PackLockHold::validate`]
 //!   lets a holder detect it.

@@ -3,7 +3,12 @@
 //!
 //! Every thread has a context of its own. [`with_tier_scope`] gives a task a
 //! context of its own: a future wrapper that installs it around each poll,
-//! so the record follows the task to whichever worker thread polls it.
+//! so the record follows the task to whichever worker thread polls it. A
+//! scope first polled inside another one links to it as its parent: it
+//! checks against everything up its chain of parents, and records in its
+//! own context, so that what it takes and drops never touches the
+//! parent's; whatever it still holds when it completes (a hold it returns)
+//! passes to the parent.
 //! Each registration — a [`TierGuard`], or an acquire from its first poll
 //! until its hold is dropped — remembers the context it went into and
 //! removes exactly its own entry when dropped, so guards dropped out of
@@ -13,8 +18,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use crate::PackLockError;
@@ -214,6 +219,24 @@ impl TierGuard {
 /// task's top-level future. Async acquires outside any scope have no task
 /// identity: their tiers are not checked and re-entrancy is not detected.
 ///
+/// # Nested scopes
+///
+/// A scope that is first polled while another scope is being polled — a
+/// library's scoped future awaited by a scoped caller, say — is part of
+/// that caller's task: it checks its acquires and tiers against what every
+/// enclosing scope holds (re-acquiring a lock file the caller holds fails
+/// with [`Reentrant`](crate::PackLockError::Reentrant), a tier at or below
+/// the caller's is a violation), while recording its own holds apart, so
+/// that those it drops are gone from the caller's view and sibling scopes
+/// do not see each other's. Holds still alive when it completes (returned
+/// to the caller, typically) then count as the caller's.
+///
+/// The link is made at the first poll, not at creation: the scope that
+/// polls a future is the one that waits for it (a scope created in one task
+/// and awaited in another belongs to the second), while a scope handed to
+/// an executor as a task of its own is polled by the executor, outside any
+/// scope, and so checks only its own holds.
+///
 /// # Example
 ///
 /// ```
@@ -261,8 +284,15 @@ impl<F: Future> Future for TierScope<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _entered = Entered::enter(Arc::clone(this.context));
-        this.future.poll(cx)
+        // Linked to the enclosing scope (if any) before ours is installed.
+        this.context.parent.get_or_init(HeldContext::for_task);
+        let entered = Entered::enter(Arc::clone(this.context));
+        let poll = this.future.poll(cx);
+        drop(entered);
+        if poll.is_ready() {
+            this.context.hand_over_to_parent();
+        }
+        poll
     }
 }
 
@@ -302,15 +332,22 @@ impl Drop for Entered {
 #[derive(Default)]
 pub(crate) struct HeldContext {
     record: Mutex<Record>,
+    /// A scope's enclosing scope, set at its first poll (`None` when there
+    /// is none, and for threads).
+    parent: OnceLock<Option<Arc<HeldContext>>>,
 }
 
-/// The entries of a [`HeldContext`], each with an id of its own so that a
+/// The entries of a [`HeldContext`], each with an id of its own (unique in
+/// the process, since entries can move to a parent) so that a
 /// [`Registration`] removes exactly its entry.
 #[derive(Default)]
 struct Record {
-    next_id: u64,
     entries: Vec<Entry>,
+    /// Where this scope's entries went when it completed: its parent.
+    handed_to: Option<Arc<HeldContext>>,
 }
+
+static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A tier guard (a tier, no lock) or an acquire (a lock, and its tier if
 /// it has one).
@@ -358,12 +395,13 @@ impl HeldContext {
         checks: Checks,
     ) -> Result<Registration, PackLockError> {
         let mut record = self.record();
-        if checks != Checks::Nothing && record.holds(&target) {
+        let held_up_the_chain = || self.ancestors().any(|a| a.record().holds(&target));
+        if checks != Checks::Nothing && (record.holds(&target) || held_up_the_chain()) {
             let path = target.sidecar.path().to_path_buf();
             return Err(PackLockError::Reentrant { path });
         }
         let violation = match (checks, tier) {
-            (Checks::ReentryAndOrder, Some(tier)) => record.violation(tier, Some(&target)),
+            (Checks::ReentryAndOrder, Some(tier)) => self.violation(&record, tier, Some(&target)),
             _ => None,
         };
         let id = record.push(tier, Some(target));
@@ -374,7 +412,7 @@ impl HeldContext {
     /// Records `tier` as held here, reporting it if it is out of order.
     fn enter_tier(self: Arc<Self>, tier: Tier) -> Registration {
         let mut record = self.record();
-        let violation = record.violation(tier, None);
+        let violation = self.violation(&record, tier, None);
         let id = record.push(Some(tier), None);
         drop(record);
         self.registered(id, violation)
@@ -393,6 +431,61 @@ impl HeldContext {
         registration
     }
 
+    /// Records the lock `target` (of `tier`) as held here, unchecked: for
+    /// a hold that was acquired elsewhere and now belongs here.
+    pub(crate) fn adopt(self: Arc<Self>, target: Arc<Target>, tier: Option<Tier>) -> Registration {
+        let id = self.record().push(tier, Some(target));
+        Registration { context: self, id }
+    }
+
+    /// The violation, if any, of taking `tier` (for the lock `target`)
+    /// here, where `record` is ours, locked, and the enclosing scopes'
+    /// records count too (each locked in turn, child before parent).
+    fn violation(&self, record: &Record, tier: Tier, target: Option<&Target>) -> Option<String> {
+        let ours = record.highest_at_or_above(tier);
+        let theirs = self.ancestors().filter_map(|a| a.record().highest_at_or_above(tier));
+        let (held, held_lock) = ours.into_iter().chain(theirs).max_by_key(|(held, _)| held.rank)?;
+        Some(format!(
+            "lock tier violation: taking tier {tier}{} while holding (or acquiring) tier {held}{}; \
+             tiers must be taken in strictly increasing rank",
+            for_lock(target),
+            for_lock(held_lock.as_deref()),
+        ))
+    }
+
+    /// The enclosing scopes, innermost first.
+    fn ancestors(&self) -> impl Iterator<Item = &HeldContext> {
+        std::iter::successors(self.parent(), |context| context.parent())
+    }
+
+    fn parent(&self) -> Option<&HeldContext> {
+        self.parent.get().and_then(Option::as_deref)
+    }
+
+    /// At the scope's completion, passes what it still holds (holds it
+    /// returned, say) to its parent, which now owns them.
+    fn hand_over_to_parent(&self) {
+        let Some(parent) = self.parent.get().and_then(Option::clone) else { return };
+        let mut record = self.record();
+        let entries = std::mem::take(&mut record.entries);
+        parent.record().entries.extend(entries);
+        record.handed_to = Some(parent);
+    }
+
+    /// Removes entry `id`, from this record or, if it was handed over,
+    /// from the parent's.
+    fn remove(&self, id: u64) {
+        let mut record = self.record();
+        let before = record.entries.len();
+        record.entries.retain(|e| e.id != id);
+        if record.entries.len() == before
+            && let Some(parent) = record.handed_to.clone()
+        {
+            drop(record);
+            parent.remove(id);
+        }
+    }
+
     fn record(&self) -> MutexGuard<'_, Record> {
         self.record.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -405,27 +498,19 @@ impl Record {
         self.entries.iter().flat_map(|e| &e.lock).any(|held| held.sidecar.key() == key)
     }
 
-    /// The message for taking `tier` (for the lock `target`, if any) while
-    /// holding, or acquiring, a tier of equal or higher rank, if that is the
-    /// case.
-    fn violation(&self, tier: Tier, target: Option<&Target>) -> Option<String> {
-        let (held, held_lock) = self
-            .entries
+    /// The highest tier held (or being acquired) here of rank `tier`'s or
+    /// above, with its lock if it is one's: taking `tier` is out of order
+    /// if there is one.
+    fn highest_at_or_above(&self, tier: Tier) -> Option<(Tier, Option<Arc<Target>>)> {
+        self.entries
             .iter()
-            .filter_map(|e| Some((e.tier?, e.lock.as_deref())))
+            .filter_map(|e| Some((e.tier?, e.lock.clone())))
             .filter(|(held, _)| held.rank >= tier.rank)
-            .max_by_key(|(held, _)| held.rank)?;
-        Some(format!(
-            "lock tier violation: taking tier {tier}{} while holding (or acquiring) tier {held}{}; \
-             tiers must be taken in strictly increasing rank",
-            for_lock(target),
-            for_lock(held_lock),
-        ))
+            .max_by_key(|(held, _)| held.rank)
     }
 
     fn push(&mut self, tier: Option<Tier>, lock: Option<Arc<Target>>) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed);
         self.entries.push(Entry { id, tier, lock });
         id
     }
@@ -463,6 +548,6 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.context.record().entries.retain(|e| e.id != self.id);
+        self.context.remove(self.id);
     }
 }

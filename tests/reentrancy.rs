@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -193,4 +193,107 @@ fn reentry_is_caught_after_reopening_a_replaced_file() {
     });
     hold.expect("first acquire").expect("it holds the file now at the path");
     assert_reentrant(again, &second);
+}
+
+/// A scope nested in the one holding a lock file (a library wrapping its
+/// futures in a scope, say) is part of the same task: acquiring the file
+/// there fails with `Reentrant` at once, where it used to wait for itself
+/// (until its timeout, or forever).
+#[test]
+fn a_nested_scope_cannot_wait_for_a_lock_its_enclosing_scope_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = Arc::new(lock_in(&dir));
+    let outcome = within_deadline({
+        let lock = Arc::clone(&lock);
+        move || {
+            future::block_on(with_tier_scope(async {
+                let _hold = lock.acquire_async().await.expect("acquire");
+                let timer = async {
+                    async_io::Timer::after(common::DEADLINE).await;
+                };
+                let inner = lock.acquire_timeout_with(common::DEADLINE, timer);
+                let timed = with_tier_scope(inner).await.map(drop);
+                let forever = with_tier_scope(with_tier_scope(lock.acquire_async())).await;
+                (timed, forever.map(drop))
+            }))
+        }
+    });
+    assert_reentrant(outcome.0, &lock);
+    assert_reentrant(outcome.1, &lock);
+}
+
+/// What a nested scope acquires and drops is gone from the enclosing
+/// scope's view; a hold it returns counts as the enclosing scope's.
+#[test]
+fn a_nested_scope_records_its_own_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = Arc::new(lock_in(&dir));
+    within_deadline(move || {
+        future::block_on(with_tier_scope(async {
+            with_tier_scope(async {
+                let _hold = lock.acquire_async().await.expect("acquire in the nested scope");
+                assert_reentrant(lock.acquire_async().await, &lock);
+            })
+            .await;
+            let hold = lock.acquire_async().await.expect("the nested scope's hold is gone");
+            drop(hold);
+            let returned = with_tier_scope(lock.acquire_async()).await.expect("acquire");
+            assert_reentrant(lock.acquire_async().await, &lock);
+            assert_reentrant(with_tier_scope(lock.acquire_async()).await, &lock);
+            drop(returned);
+            drop(lock.acquire_async().await.expect("the returned hold was dropped"));
+        }));
+    });
+}
+
+/// A hold moved to another thread still counts as its acquirer's until the
+/// new owner calls `adopt`; then the acquirer waits for it like any other
+/// thread, and the adopter may not wait for it.
+#[test]
+fn an_adopted_hold_counts_for_the_thread_that_adopted_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = Arc::new(lock_in(&dir));
+    let hold = lock.acquire().expect("acquire");
+    let message = lock.acquire().expect_err("re-entrant").to_string();
+    assert!(message.contains("PackLockHold::adopt"), "the error names the way out: {message}");
+    let (adopted, is_adopted) = mpsc::channel();
+    let (go_on, may_go_on) = mpsc::channel::<()>();
+    let adopter = thread::spawn({
+        let lock = Arc::clone(&lock);
+        move || {
+            let mut hold = hold;
+            hold.adopt();
+            let again = lock.acquire_timeout(common::DEADLINE).map(drop);
+            adopted.send(again).expect("report");
+            let _ = may_go_on.recv();
+            drop(hold);
+        }
+    });
+    let again = is_adopted.recv_timeout(common::DEADLINE).expect("the adopter reports");
+    assert_reentrant(again, &lock);
+    drop(go_on);
+    // Waits (for the adopter to drop the hold) instead of failing.
+    let result = lock.acquire_timeout(common::DEADLINE);
+    assert!(result.is_ok(), "the original thread must wait, not fail: {result:?}");
+    adopter.join().expect("adopter panicked");
+}
+
+/// `adopt` inside a scope moves the hold into the scope's record, and a
+/// hold acquired by async code outside any scope (recorded nowhere) can be
+/// adopted too.
+#[test]
+fn a_scope_can_adopt_a_hold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = lock_in(&dir);
+    let mut hold = future::block_on(lock.acquire_async()).expect("acquire outside scopes");
+    hold.adopt();
+    assert_reentrant(lock.acquire(), &lock);
+    future::block_on(with_tier_scope(async {
+        drop(lock.try_acquire().expect_err("held"));
+        hold.adopt();
+        assert_reentrant(lock.acquire_async().await, &lock);
+        drop(hold);
+        drop(lock.acquire_async().await.expect("free after the drop"));
+    }));
+    drop(lock.acquire().expect("the thread no longer holds it"));
 }

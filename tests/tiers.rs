@@ -192,6 +192,62 @@ mod violations {
         thread::spawn(move || future::block_on(task)).join().expect("task panicked");
     }
 
+    /// A scope nested in another (a library wrapping its futures in a
+    /// scope, say) checks against what the enclosing scope holds: taking a
+    /// lower tier there is a violation, not a fresh start.
+    #[test]
+    fn a_nested_scope_checks_the_tiers_of_the_enclosing_scope() {
+        let result = catch_unwind(|| {
+            future::block_on(with_tier_scope(async {
+                let _backend = TierGuard::push(BACKEND);
+                with_tier_scope(async { drop(TierGuard::push(SEMAPHORE)) }).await;
+            }))
+        });
+        let message = panic_message(result.expect_err("a lower tier in a nested scope"));
+        assert!(message.contains("`semaphore` (rank 1)"), "{message}");
+        assert!(message.contains("`backend` (rank 3)"), "{message}");
+        // Two levels down, and through a lock's tier.
+        let root = tempfile::tempdir().expect("temp dir");
+        let ws = PackLock::builder(root.path()).file_name(".sync.lock").tier(WORKSPACE).open();
+        let ws = ws.expect("open workspace lock");
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            future::block_on(with_tier_scope(async {
+                let _pack = TierGuard::push(PER_PACK);
+                with_tier_scope(with_tier_scope(async { ws.acquire_async().await.map(drop) })).await
+            }))
+        }));
+        let message = panic_message(result.expect_err("a lower tier two scopes down"));
+        assert!(message.contains(&ws.path().display().to_string()), "{message}");
+        assert!(ws.try_acquire().is_ok(), "nothing stays held");
+    }
+
+    /// A nested scope records its own tiers: once dropped there they are
+    /// gone from the enclosing scope's view, and sibling scopes do not see
+    /// each other's.
+    #[test]
+    fn a_nested_scope_keeps_its_own_tiers() {
+        future::block_on(with_tier_scope(async {
+            let _ws = TierGuard::push(WORKSPACE);
+            with_tier_scope(async {
+                let _manifest = TierGuard::push(MANIFEST);
+                yield_once().await;
+                assert!(!accepts(BACKEND), "manifest (4) is held in here");
+            })
+            .await;
+            assert!(accepts(PER_PACK), "the nested scope's tier is gone");
+            let first = with_tier_scope(async {
+                let _pack = TierGuard::push(PER_PACK);
+                yield_once().await;
+            });
+            let second = with_tier_scope(async {
+                let _pack = TierGuard::push(PER_PACK);
+                yield_once().await;
+            });
+            future::zip(first, second).await;
+            assert!(!accepts(WORKSPACE), "the enclosing scope still holds its own");
+        }));
+    }
+
     fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         match payload.downcast::<String>() {
             Ok(message) => *message,
