@@ -18,12 +18,12 @@ use std::time::Duration;
 use futures_lite::future;
 
 use crate::claim::Claim;
+use crate::held::{Checks, HeldContext, Registration};
 use crate::lock::Target;
 use crate::registry::SlotGuard;
 use crate::report::WaitWatch;
 use crate::shared::Now;
 use crate::sidecar::Mode;
-use crate::tier::{Checks, HeldContext, Registration};
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
 /// How an acquire may wait for the lock.

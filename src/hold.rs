@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::claim::Claim;
-use crate::tier::{HeldContext, Registration};
+use crate::held::{HeldContext, Registration};
 use crate::{PackLockError, Tier};
 
 /// Proof that the lock is held, returned by every acquire method. The lock

@@ -258,12 +258,14 @@ mod error;
 #[cfg(test)]
 mod faults;
 mod filesystem;
+mod held;
 mod hold;
 mod holder;
 mod lock;
 mod registry;
 mod report;
 pub mod rt;
+mod scope;
 mod shared;
 mod sidecar;
 mod tier;
@@ -275,10 +277,8 @@ pub use filesystem::NetworkFsPolicy;
 pub use hold::PackLockHold;
 pub use holder::Holder;
 pub use lock::PackLock;
-pub use tier::{
-    Tier, TierGuard, TierPolicy, TierScope, set_tier_policy, tier_policy, with_tier,
-    with_tier_scope,
-};
+pub use scope::{TierGuard, TierScope, with_tier, with_tier_scope};
+pub use tier::{Tier, TierPolicy, set_tier_policy, tier_policy};
 
 /// The default name of the sidecar lock file inside a directory:
 /// [`PackLock::open`]`(dir)` locks `<dir>/.pack-lock`. Exported so that tools

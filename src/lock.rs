@@ -9,9 +9,9 @@ use crate::acquire::{self, Wait};
 use crate::builder::Options;
 use crate::deadline::{block_on_until, run_here};
 use crate::filesystem;
+use crate::held::HeldContext;
 use crate::registry::{self, Slot};
 use crate::sidecar::{Mode, Sidecar};
-use crate::tier::HeldContext;
 use crate::{Holder, PackLockBuilder, PackLockError, PackLockHold, Tier};
 
 /// A lock on a directory (a "pack") or on any file path, excluding other
