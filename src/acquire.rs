@@ -19,11 +19,12 @@ use futures_lite::future;
 
 use crate::claim::Claim;
 use crate::held::{Checks, HeldContext, Registration};
+use crate::holder::most_telling;
 use crate::lock::Target;
 use crate::registry::SlotGuard;
-use crate::report::WaitWatch;
 use crate::shared::Now;
-use crate::sidecar::Mode;
+use crate::sidecar::{Mode, Sidecar};
+use crate::wait_log::WaitWatch;
 use crate::{CancelSignal, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold};
 
 /// How an acquire may wait for the lock.
@@ -280,11 +281,17 @@ impl Waiter {
     /// the holder where known) if it may not wait; otherwise notes the wait.
     fn must_wait(&mut self, target: &Arc<Target>) -> Result<(), PackLockError> {
         if self.wait == Wait::Never {
-            return Err(PackLockError::busy(&target.sidecar));
+            return Err(busy(&target.sidecar));
         }
         self.watch.waiting(target, self.log_after);
         Ok(())
     }
+}
+
+/// `Busy`, naming the current holder of `sidecar` where it can be known.
+fn busy(sidecar: &Sidecar) -> PackLockError {
+    let holder = most_telling(sidecar.holders());
+    PackLockError::Busy { path: sidecar.path().to_path_buf(), holder }
 }
 
 /// Step 1: the in-process slot, for writing (exclusive) or reading (shared).
@@ -343,7 +350,7 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
                 return Ok(claim);
             }
             Now::Taking(taking) => taking,
-            Now::Busy => return Err(PackLockError::busy(claim.sidecar())),
+            Now::Busy => return Err(busy(claim.sidecar())),
         },
         (wait, None) => {
             waiter.must_wait(claim.target())?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Holder;
-use crate::sidecar::Sidecar;
+use crate::holder::describe;
 
 /// Why opening, acquiring or releasing a [`PackLock`](crate::PackLock) failed.
 ///
@@ -45,7 +45,7 @@ pub enum PackLockError {
 
     /// The lock is held by someone else (another process, thread or task,
     /// or the caller itself) and the acquire was not allowed to wait.
-    #[error("lock file `{}` is busy: held by {}", path.display(), held_by(holder.as_ref()))]
+    #[error("lock file `{}` is busy: held by {}", path.display(), describe(holder.as_ref()))]
     #[non_exhaustive]
     Busy {
         /// The lock file.
@@ -148,19 +148,6 @@ impl PackLockError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io { path: path.into(), source }
     }
-
-    /// `Busy`, naming the current holder of `sidecar` where it can be known
-    /// (preferring one with a label).
-    pub(crate) fn busy(sidecar: &Sidecar) -> Self {
-        let mut holders = sidecar.holders();
-        let labelled = holders.iter().position(|h| h.label.is_some()).unwrap_or(0);
-        let holder = (labelled < holders.len()).then(|| holders.swap_remove(labelled));
-        Self::Busy { path: sidecar.path().to_path_buf(), holder }
-    }
-}
-
-fn held_by(holder: Option<&Holder>) -> String {
-    holder.map_or_else(|| "another holder".to_string(), Holder::to_string)
 }
 
 /// Why a cancellable acquire

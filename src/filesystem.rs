@@ -5,17 +5,15 @@
 //! packlock never skips locking on them (cargo does, and its users lose
 //! exclusion without knowing): by default it locks and warns once per file
 //! system; with [`NetworkFsPolicy::Refuse`] opening fails instead. The OS
-//! tells the file system type on Linux, through `/proc/self/mountinfo`
-//! (matched by the lock file's device number); elsewhere nothing is
+//! tells the file system type on Linux (see `sys`); elsewhere nothing is
 //! detected.
 
-#[cfg(target_os = "linux")]
 use std::collections::HashMap;
-#[cfg(target_os = "linux")]
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::PackLockError;
 use crate::sidecar::Sidecar;
+use crate::sys;
 
 /// What to do when a lock file is on a network or FUSE file system, where
 /// `flock` excludes other machines only if the server supports it.
@@ -45,7 +43,7 @@ pub enum NetworkFsPolicy {
 
 /// Applies `policy` to the file system of `sidecar`.
 pub(crate) fn check(sidecar: &Sidecar, policy: NetworkFsPolicy) -> Result<(), PackLockError> {
-    match unreliable_fs_type(sidecar) {
+    match unreliable_fs_type(sidecar.key().device()) {
         Some(fs_type) => apply(sidecar, &fs_type, policy),
         None => Ok(()),
     }
@@ -59,7 +57,7 @@ fn apply(sidecar: &Sidecar, fs_type: &str, policy: NetworkFsPolicy) -> Result<()
             fs_type: fs_type.to_string(),
         }),
         NetworkFsPolicy::Warn => {
-            if first_warning_for(sidecar) {
+            if first_warning_for(sidecar.key().device()) {
                 log::warn!(
                     "lock file {} is on a {fs_type} file system: its lock excludes other \
                      machines only if the server supports file locking",
@@ -71,8 +69,8 @@ fn apply(sidecar: &Sidecar, fs_type: &str, policy: NetworkFsPolicy) -> Result<()
     }
 }
 
-#[cfg(target_os = "linux")]
-/// Whether a file type is one where `flock` depends on a server or daemon.
+/// Whether a file system type is one where `flock` depends on a server or
+/// daemon.
 fn is_unreliable(fs_type: &str) -> bool {
     const NETWORK: &[&str] =
         &["nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "afs", "ceph", "lustre", "gpfs"];
@@ -83,65 +81,36 @@ fn is_unreliable(fs_type: &str) -> bool {
 }
 
 /// Per device: its file system type if unreliable, and whether we warned.
-#[cfg(target_os = "linux")]
 type Seen = HashMap<u64, (Option<String>, bool)>;
 
-#[cfg(target_os = "linux")]
 static SEEN: LazyLock<Mutex<Seen>> = LazyLock::new(Mutex::default);
 
-#[cfg(target_os = "linux")]
-fn seen() -> std::sync::MutexGuard<'static, Seen> {
+fn seen() -> MutexGuard<'static, Seen> {
     SEEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[cfg(target_os = "linux")]
-fn unreliable_fs_type(sidecar: &Sidecar) -> Option<String> {
-    let dev = sidecar.key().dev();
-    if let Some((fs_type, _)) = seen().get(&dev) {
+/// The type of the file system on `device` if it is unreliable, looked up
+/// once per device.
+fn unreliable_fs_type(device: u64) -> Option<String> {
+    if let Some((fs_type, _)) = seen().get(&device) {
         return fs_type.clone();
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let fs_type = fs_type_of(&mountinfo, dev).filter(|t| is_unreliable(t));
-    seen().entry(dev).or_insert((fs_type.clone(), false));
+    let fs_type = sys::file_system_type(device).filter(|t| is_unreliable(t));
+    seen().entry(device).or_insert((fs_type.clone(), false));
     fs_type
 }
 
-#[cfg(not(target_os = "linux"))]
-fn unreliable_fs_type(_sidecar: &Sidecar) -> Option<String> {
-    None
-}
-
-/// True the first time it is asked about the sidecar's device.
-#[cfg(target_os = "linux")]
-fn first_warning_for(sidecar: &Sidecar) -> bool {
+/// True the first time it is asked about `device`.
+fn first_warning_for(device: u64) -> bool {
     let mut seen = seen();
-    let (_, warned) = seen.entry(sidecar.key().dev()).or_insert((None, false));
+    let (_, warned) = seen.entry(device).or_insert((None, false));
     !std::mem::replace(warned, true)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn first_warning_for(_sidecar: &Sidecar) -> bool {
-    true
-}
-
-/// The type of the file system mounted from device `dev`, from
-/// `/proc/self/mountinfo` lines such as
-/// `36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw`.
-#[cfg(target_os = "linux")]
-fn fs_type_of(mountinfo: &str, dev: u64) -> Option<String> {
-    let device = format!("{}:{}", crate::sidecar::major(dev), crate::sidecar::minor(dev));
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        (mount.split_whitespace().nth(2)? == device).then_some(())?;
-        fs.split_whitespace().next().map(str::to_string)
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn network_and_fuse_file_systems_are_unreliable() {
         for fs in ["nfs", "nfs4", "cifs", "smb3", "fuse", "fuse.sshfs", "fuseblk", "9p"] {
@@ -150,17 +119,6 @@ mod tests {
         for fs in ["ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs"] {
             assert!(!is_unreliable(fs), "{fs}");
         }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn finds_the_file_system_type_by_device() {
-        let mountinfo = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
-                         40 27 0:52 / /mnt/share rw,relatime shared:5 - nfs4 srv:/export rw\n\
-                         41 27 254:0 / / rw - ext4 /dev/vda rw\n";
-        assert_eq!(fs_type_of(mountinfo, 52).as_deref(), Some("nfs4"));
-        assert_eq!(fs_type_of(mountinfo, 254 << 8).as_deref(), Some("ext4"));
-        assert_eq!(fs_type_of(mountinfo, 99), None);
     }
 
     #[test]

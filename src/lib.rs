@@ -253,7 +253,7 @@ mod acquire;
 mod builder;
 mod cancel;
 mod claim;
-mod deadline;
+mod drive;
 mod error;
 #[cfg(test)]
 mod faults;
@@ -262,13 +262,15 @@ mod held;
 mod hold;
 mod holder;
 mod lock;
+mod record;
 mod registry;
-mod report;
 pub mod rt;
 mod scope;
 mod shared;
 mod sidecar;
+mod sys;
 mod tier;
+mod wait_log;
 
 pub use builder::PackLockBuilder;
 pub use cancel::{CancelSignal, CancellationToken, WaitForCancellation};

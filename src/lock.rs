@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::acquire::{self, Wait};
 use crate::builder::Options;
-use crate::deadline::{block_on_until, run_here};
+use crate::drive::{block_on_until, run_here};
 use crate::filesystem;
 use crate::held::HeldContext;
 use crate::registry::{self, Slot};

@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use async_lock::{RwLockReadGuardArc, RwLockWriteGuardArc};
 
 use crate::shared::SharedLease;
-use crate::sidecar::FileKey;
+use crate::sys::FileKey;
 
 /// The in-process lock for one lock file. Its value is the registry entry:
 /// its key, so that dropping the last slot can remove that entry, and the

@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::PackLockError;
+use crate::sys::FileKey;
 
 /// How a lock is held: by one holder, or by any number of shared holders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +49,12 @@ impl Sidecar {
 
     /// Who holds this file's lock now, as far as can be known.
     pub(crate) fn holders(&self) -> Vec<crate::Holder> {
-        crate::holder::holders(&self.file, &self.key)
+        crate::record::holders(&self.file, &self.key)
     }
 
     /// Records this process, labelled `label`, as the holder (best effort).
     pub(crate) fn record_holder(&self, label: &str) {
-        crate::holder::write_record(&self.file, label);
+        crate::record::write_record(&self.file, label);
     }
 
     pub(crate) fn key(&self) -> &FileKey {
@@ -199,76 +200,6 @@ fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()>
             result => return result,
         }
     }
-}
-
-/// Which file a lock file is, for the in-process registry and the identity
-/// check: `(device, inode)` on Unix, so every alias (symlink, hard link, bind
-/// mount) of one file has one key.
-#[cfg(unix)]
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FileKey {
-    dev: u64,
-    ino: u64,
-}
-
-#[cfg(unix)]
-impl FileKey {
-    fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
-        Ok(Self::of(&file.metadata()?))
-    }
-
-    fn at_path(path: &Path) -> io::Result<Self> {
-        Ok(Self::of(&fs::metadata(path)?))
-    }
-
-    fn of(meta: &fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Self { dev: meta.dev(), ino: meta.ino() }
-    }
-
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn dev(&self) -> u64 {
-        self.dev
-    }
-
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn ino(&self) -> u64 {
-        self.ino
-    }
-}
-
-/// Elsewhere std offers no stable file index, so a file is known by its
-/// canonical path plus its creation time (which tells a replacement apart).
-#[cfg(not(unix))]
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FileKey {
-    canonical: PathBuf,
-    created: Option<std::time::SystemTime>,
-}
-
-#[cfg(not(unix))]
-impl FileKey {
-    fn of_open(file: &File, path: &Path) -> io::Result<Self> {
-        let created = file.metadata()?.created().ok();
-        Ok(Self { canonical: fs::canonicalize(path)?, created })
-    }
-
-    fn at_path(path: &Path) -> io::Result<Self> {
-        let created = fs::metadata(path)?.created().ok();
-        Ok(Self { canonical: fs::canonicalize(path)?, created })
-    }
-}
-
-/// A device number's major part, as glibc's `gnu_dev_major` computes it.
-#[cfg(target_os = "linux")]
-pub(crate) fn major(dev: u64) -> u64 {
-    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
-}
-
-/// A device number's minor part, as glibc's `gnu_dev_minor` computes it.
-#[cfg(target_os = "linux")]
-pub(crate) fn minor(dev: u64) -> u64 {
-    (dev & 0xff) | ((dev >> 12) & !0xff)
 }
 
 #[cfg(test)]

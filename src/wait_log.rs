@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::holder::{describe, most_telling};
 use crate::lock::Target;
 
 /// The state of one acquire's waiting: when it started, and its pending
@@ -130,10 +131,6 @@ impl Reporter {
 
 fn log_waiting(target: &Target) {
     let path = target.sidecar.path().display();
-    let holders = target.sidecar.holders();
-    let labelled = holders.iter().find(|h| h.label.is_some());
-    match labelled.or(holders.first()) {
-        Some(holder) => log::info!("waiting for lock on {path} held by {holder}"),
-        None => log::info!("waiting for lock on {path} held by another holder"),
-    }
+    let holder = most_telling(target.sidecar.holders());
+    log::info!("waiting for lock on {path} held by {}", describe(holder.as_ref()));
 }

@@ -1,0 +1,52 @@
+//! Unix: files are known by `(device, inode)`, and `pread`/`pwrite` read
+//! and write at explicit offsets.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+/// Which file a lock file is, for the in-process registry and the identity
+/// check: `(device, inode)`, so every alias (symlink, hard link, bind
+/// mount) of one file has one key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileKey {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileKey {
+    /// The identity of the open file `file` (opened from `path`).
+    pub(crate) fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
+        Ok(Self::of(&file.metadata()?))
+    }
+
+    /// The identity of the file `path` names now.
+    pub(crate) fn at_path(path: &Path) -> io::Result<Self> {
+        Ok(Self::of(&fs::metadata(path)?))
+    }
+
+    fn of(meta: &fs::Metadata) -> Self {
+        Self { dev: meta.dev(), ino: meta.ino() }
+    }
+
+    /// The device of the file system the file is on.
+    pub(crate) fn device(&self) -> u64 {
+        self.dev
+    }
+
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn inode(&self) -> u64 {
+        self.ino
+    }
+}
+
+/// Reads into `buf` from `offset`, leaving the file position alone.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    file.read_at(buf, offset)
+}
+
+/// Writes `buf` at `offset`, leaving the file position alone.
+pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    file.write_at(buf, offset)
+}
