@@ -14,9 +14,13 @@ use crate::sidecar::{Mode, Sidecar};
 /// the caller of an async acquire went away while a pool thread waited in
 /// the OS lock — releases whatever it holds: the OS lock first, then the
 /// slot, then (with the last reference) the file.
+///
+/// The OS lock is given back in one place, [`OsLock::give_back`]: by
+/// [`Claim::release`], which reports a failure, or else by `Drop`, which
+/// can only log it. Taking it out of `os` is what makes that happen once.
 #[derive(Debug)]
 pub(crate) struct Claim {
-    // Field order is drop order.
+    // Field order is drop order (after `Drop::drop` gave back `os`).
     os: Option<OsLock>,
     slot: SlotGuard,
     target: Arc<Target>,
@@ -25,11 +29,21 @@ pub(crate) struct Claim {
 /// A granted OS lock.
 #[derive(Debug)]
 enum OsLock {
-    /// Ours alone, on our own file; unlocked on drop.
-    Exclusive(Exclusive),
+    /// Ours alone, on our own file.
+    Exclusive,
     /// Our part of the process's shared lock; `joined` when another shared
     /// hold took it (and recorded the holder).
     Shared { share: Share, joined: bool },
+}
+
+impl OsLock {
+    /// Unlocks (exclusive) or leaves the process's shared lock.
+    fn give_back(self, target: &Target) -> Result<(), PackLockError> {
+        match self {
+            Self::Exclusive => target.sidecar.unlock(),
+            Self::Shared { share, .. } => share.leave(),
+        }
+    }
 }
 
 impl Claim {
@@ -101,10 +115,10 @@ impl Claim {
     }
 
     fn granted(&mut self) {
-        let target = Arc::clone(&self.target);
         self.os = Some(match self.mode() {
-            Mode::Exclusive => OsLock::Exclusive(Exclusive { target, released: false }),
+            Mode::Exclusive => OsLock::Exclusive,
             Mode::Shared => {
+                let target = Arc::clone(&self.target);
                 OsLock::Shared { share: self.shared_lease().start(target), joined: false }
             }
         });
@@ -113,34 +127,14 @@ impl Claim {
     /// Gives up this claim's OS lock now, reporting a failed unlock; the
     /// slot and file follow when `self` drops.
     pub(crate) fn release(mut self) -> Result<(), PackLockError> {
-        match self.os.take() {
-            Some(OsLock::Exclusive(exclusive)) => exclusive.release(),
-            Some(OsLock::Shared { share, .. }) => share.leave(),
-            None => Ok(()),
-        }
+        self.os.take().map_or(Ok(()), |os| os.give_back(&self.target))
     }
 }
 
-/// An exclusive OS lock on one open file, unlocked when dropped.
-#[derive(Debug)]
-struct Exclusive {
-    target: Arc<Target>,
-    released: bool,
-}
-
-impl Exclusive {
-    fn release(mut self) -> Result<(), PackLockError> {
-        self.released = true;
-        self.target.sidecar.unlock()
-    }
-}
-
-impl Drop for Exclusive {
+impl Drop for Claim {
     fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        if let Err(e) = self.target.sidecar.unlock() {
+        let Some(os) = self.os.take() else { return };
+        if let Err(e) = os.give_back(&self.target) {
             // Unlocking fails only for a broken descriptor; there is
             // nothing better to do in a destructor than to say so.
             log::warn!("cannot release: {e}");

@@ -81,7 +81,7 @@ impl SharedLease {
 
     fn joined(self: &Arc<Self>, state: &mut State) -> Share {
         state.holders += 1;
-        Share { lease: Arc::clone(self), left: false }
+        Share { lease: Arc::clone(self) }
     }
 
     /// The right to take the OS lock, if nobody has it now.
@@ -135,7 +135,7 @@ impl SharedLease {
         let mut state = self.state();
         state.holders = 1;
         state.locked = Some(target);
-        Share { lease: Arc::clone(self), left: false }
+        Share { lease: Arc::clone(self) }
     }
 
     fn leave(&self) -> Result<(), PackLockError> {
@@ -184,28 +184,17 @@ impl Drop for Taking {
 }
 
 /// One shared hold's part of the OS shared lock; leaving drops the lock
-/// with the last part.
+/// with the last part. A share is handed straight to the claim that holds
+/// it, whose release (or drop) leaves.
 #[derive(Debug)]
+#[must_use = "a share that never leaves keeps the OS lock held"]
 pub(crate) struct Share {
     lease: Arc<SharedLease>,
-    left: bool,
 }
 
 impl Share {
-    /// Leaves now, reporting a failed unlock when this was the last part.
-    pub(crate) fn leave(mut self) -> Result<(), PackLockError> {
-        self.left = true;
+    /// Leaves, reporting a failed unlock when this was the last part.
+    pub(crate) fn leave(self) -> Result<(), PackLockError> {
         self.lease.leave()
-    }
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        if self.left {
-            return;
-        }
-        if let Err(e) = self.lease.leave() {
-            log::warn!("cannot release: {e}");
-        }
     }
 }
