@@ -4,6 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::options::Options;
 use crate::{NetworkFsPolicy, PACK_LOCK_FILE_NAME, PackLock, PackLockError, Tier};
 
 /// Builds a [`PackLock`] with options; made by [`PackLock::builder`] or
@@ -28,35 +29,98 @@ pub struct PackLockBuilder {
     options: Options,
 }
 
-/// What a lock does besides locking its file: set by the builder, kept by
-/// the [`PackLock`].
-#[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) shared: bool,
-    pub(crate) tier: Option<Tier>,
-    pub(crate) label: Option<String>,
-    pub(crate) log_wait_after: Duration,
-    pub(crate) network_fs: NetworkFsPolicy,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            shared: false,
-            tier: None,
-            label: None,
-            log_wait_after: Duration::from_secs(1),
-            network_fs: NetworkFsPolicy::Warn,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Location {
     /// A sidecar file named `file_name` inside `dir`.
     Sidecar { dir: PathBuf, file_name: OsString },
     /// An explicit lock file path.
     File(PathBuf),
+}
+
+/// Opening a lock: the constructors of [`PackLock`] build on the builder,
+/// so they live beside it.
+impl PackLock {
+    /// Opens the lock of directory `dir`: the sidecar file
+    /// `<dir>/`[`.pack-lock`](crate::PACK_LOCK_FILE_NAME). Creates `dir` and the
+    /// sidecar if missing; never truncates or deletes it; does not lock.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Io`], naming the path, when the directory or the
+    /// file cannot be created or opened;
+    /// [`PackLockError::NotARegularFile`] when the sidecar path is a
+    /// directory, a FIFO, a socket or a device.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// assert_eq!(lock.path(), dir.path().join(".pack-lock"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, PackLockError> {
+        Self::builder(dir).open()
+    }
+
+    /// Opens an explicit lock file, such as `<dest>.backend.lock`, creating
+    /// it and its parent directories if missing. Does not lock.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::NotAFile`] when `path` has no file name (such as
+    /// `/`), [`PackLockError::NotARegularFile`] when it is a directory, a
+    /// FIFO, a socket or a device, [`PackLockError::Io`] when it cannot be
+    /// created or opened (for example because a parent is a regular file).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open_file(dir.path().join("repo.backend.lock"))?;
+    /// let _hold = lock.acquire()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Self, PackLockError> {
+        Self::builder_for_file(path).open()
+    }
+
+    /// Starts a [`PackLockBuilder`] for the sidecar lock of directory `dir`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::builder(dir.path()).file_name(".grex-lock").open()?;
+    /// assert!(lock.path().ends_with(".grex-lock"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>) -> PackLockBuilder {
+        PackLockBuilder::sidecar(dir.as_ref())
+    }
+
+    /// Starts a [`PackLockBuilder`] for an explicit lock file path.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let file = dir.path().join("dest.backend.lock");
+    /// let lock = packlock::PackLock::builder_for_file(&file).open()?;
+    /// assert_eq!(lock.path(), file);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_for_file(path: impl AsRef<Path>) -> PackLockBuilder {
+        PackLockBuilder::file(path.as_ref())
+    }
 }
 
 impl PackLockBuilder {

@@ -11,35 +11,9 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
-use crate::PackLockError;
 use crate::sidecar::Sidecar;
 use crate::sys;
-
-/// What to do when a lock file is on a network or FUSE file system, where
-/// `flock` excludes other machines only if the server supports it.
-///
-/// # Example
-///
-/// ```
-/// use packlock::{NetworkFsPolicy, PackLock};
-///
-/// # fn main() -> Result<(), packlock::PackLockError> {
-/// let dir = tempfile::tempdir().expect("temp dir");
-/// // Fail to open instead of warning, for tools that need hard guarantees.
-/// let lock = PackLock::builder(dir.path()).network_fs(NetworkFsPolicy::Refuse).open()?;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NetworkFsPolicy {
-    /// Lock anyway (NFSv4 and SMB servers that support locking honour
-    /// it), and log one warning per file system naming it. The default.
-    #[default]
-    Warn,
-    /// Refuse to open the lock: [`PackLockError::UnreliableFileSystem`].
-    Refuse,
-}
+use crate::{NetworkFsPolicy, PackLockError};
 
 /// Applies `policy` to the file system of `sidecar`.
 pub(crate) fn check(sidecar: &Sidecar, policy: NetworkFsPolicy) -> Result<(), PackLockError> {

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::acquire::{self, Wait};
-use crate::builder::Options;
 use crate::drive::{block_on_until, run_here};
 use crate::filesystem;
 use crate::held::HeldContext;
+use crate::options::Options;
 use crate::registry::{self, Slot};
 use crate::sidecar::{Mode, Sidecar};
-use crate::{Holder, PackLockBuilder, PackLockError, PackLockHold, Tier};
+use crate::{Holder, PackLockError, PackLockHold, Tier};
 
 /// A lock on a directory (a "pack") or on any file path, excluding other
 /// processes, threads and async tasks.
@@ -63,88 +63,6 @@ impl Target {
 }
 
 impl PackLock {
-    /// Opens the lock of directory `dir`: the sidecar file
-    /// `<dir>/`[`.pack-lock`](crate::PACK_LOCK_FILE_NAME). Creates `dir` and the
-    /// sidecar if missing; never truncates or deletes it; does not lock.
-    ///
-    /// # Errors
-    ///
-    /// [`PackLockError::Io`], naming the path, when the directory or the
-    /// file cannot be created or opened;
-    /// [`PackLockError::NotARegularFile`] when the sidecar path is a
-    /// directory, a FIFO, a socket or a device.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # fn main() -> Result<(), packlock::PackLockError> {
-    /// let dir = tempfile::tempdir().expect("temp dir");
-    /// let lock = packlock::PackLock::open(dir.path())?;
-    /// assert_eq!(lock.path(), dir.path().join(".pack-lock"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self, PackLockError> {
-        Self::builder(dir).open()
-    }
-
-    /// Opens an explicit lock file, such as `<dest>.backend.lock`, creating
-    /// it and its parent directories if missing. Does not lock.
-    ///
-    /// # Errors
-    ///
-    /// [`PackLockError::NotAFile`] when `path` has no file name (such as
-    /// `/`), [`PackLockError::NotARegularFile`] when it is a directory, a
-    /// FIFO, a socket or a device, [`PackLockError::Io`] when it cannot be
-    /// created or opened (for example because a parent is a regular file).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # fn main() -> Result<(), packlock::PackLockError> {
-    /// let dir = tempfile::tempdir().expect("temp dir");
-    /// let lock = packlock::PackLock::open_file(dir.path().join("repo.backend.lock"))?;
-    /// let _hold = lock.acquire()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn open_file(path: impl AsRef<Path>) -> Result<Self, PackLockError> {
-        Self::builder_for_file(path).open()
-    }
-
-    /// Starts a [`PackLockBuilder`] for the sidecar lock of directory `dir`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # fn main() -> Result<(), packlock::PackLockError> {
-    /// let dir = tempfile::tempdir().expect("temp dir");
-    /// let lock = packlock::PackLock::builder(dir.path()).file_name(".grex-lock").open()?;
-    /// assert!(lock.path().ends_with(".grex-lock"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn builder(dir: impl AsRef<Path>) -> PackLockBuilder {
-        PackLockBuilder::sidecar(dir.as_ref())
-    }
-
-    /// Starts a [`PackLockBuilder`] for an explicit lock file path.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # fn main() -> Result<(), packlock::PackLockError> {
-    /// let dir = tempfile::tempdir().expect("temp dir");
-    /// let file = dir.path().join("dest.backend.lock");
-    /// let lock = packlock::PackLock::builder_for_file(&file).open()?;
-    /// assert_eq!(lock.path(), file);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn builder_for_file(path: impl AsRef<Path>) -> PackLockBuilder {
-        PackLockBuilder::file(path.as_ref())
-    }
-
     pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
         let target = Target::open(&path, &options)?;
         let mode = if options.shared { Mode::Shared } else { Mode::Exclusive };
@@ -171,7 +89,7 @@ impl PackLock {
         &self.path
     }
 
-    /// Whether this lock takes shared holds ([`PackLockBuilder::shared`]).
+    /// Whether this lock takes shared holds ([`PackLockBuilder::shared`](crate::PackLockBuilder::shared)).
     ///
     /// # Example
     ///
@@ -191,7 +109,7 @@ impl PackLock {
         self.mode
     }
 
-    /// The lock's [`Tier`], if it was [given one](PackLockBuilder::tier).
+    /// The lock's [`Tier`], if it was [given one](crate::PackLockBuilder::tier).
     ///
     /// # Example
     ///
@@ -209,7 +127,7 @@ impl PackLock {
     /// Who holds this lock now, as far as can be known: on Linux every
     /// `flock` holder of the file from `/proc/locks` (packlock or not, this
     /// process included), with the label and start time of packlock holders
-    /// that set a [label](PackLockBuilder::label); elsewhere only the record
+    /// that set a [label](crate::PackLockBuilder::label); elsewhere only the record
     /// of the last labelled holder, which may be stale. Empty when the lock
     /// is free or nothing can be known.
     ///
@@ -310,7 +228,7 @@ impl PackLock {
     ///
     /// [`PackLockError::Busy`] when anyone holds the lock — another
     /// process, another thread or task, or the caller itself; for a
-    /// [shared](PackLockBuilder::shared) lock, only when an exclusive lock
+    /// [shared](crate::PackLockBuilder::shared) lock, only when an exclusive lock
     /// is held (other shared holds never make it busy).
     /// [`PackLockError::Io`] when the OS lock call fails.
     ///
