@@ -19,6 +19,7 @@ use futures_lite::future;
 
 use crate::claim::Claim;
 use crate::lock::Target;
+use crate::offload;
 use crate::registry::SlotGuard;
 use crate::report::WaitWatch;
 use crate::sidecar::Mode;
@@ -229,7 +230,7 @@ pub(crate) async fn run(
 ) -> Result<PackLockHold, PackLockError> {
     let mut waiter =
         Waiter { wait, log_after: lock.options().log_wait_after, watch: WaitWatch::default() };
-    let mut target = lock.target();
+    let mut target = lock.target()?;
     // Step 0: record the lock file as the caller's (a `try_acquire` cannot
     // deadlock, so it is not checked).
     let mut checks = if wait == Wait::Never { Checks::Nothing } else { Checks::ReentryAndOrder };
@@ -263,7 +264,7 @@ pub(crate) async fn run(
             checks = Checks::Reentry;
         }
         lock.reopen(&target)?;
-        target = lock.target();
+        target = lock.target()?;
     }
 }
 
@@ -348,9 +349,10 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
 }
 
 /// Step 3: the OS lock is busy, so wait for it as the waiter may. An async
-/// wait runs on the blocking pool, and the pool job owns the claim and
-/// `passenger` (whatever else must stay held while it waits), so a caller
-/// that goes away leaves a job that releases everything once granted.
+/// wait runs on the blocking pool (or, in a forked child, on a thread of
+/// its own: see [`offload`]), and the job owns the claim and `passenger`
+/// (whatever else must stay held while it waits), so a caller that goes
+/// away leaves a job that releases everything once granted.
 async fn wait_for_os_lock<P: Send + 'static>(
     claim: Claim,
     passenger: P,
@@ -359,9 +361,10 @@ async fn wait_for_os_lock<P: Send + 'static>(
     waiter.must_wait(claim.target())?;
     let path = claim.sidecar().path();
     log::debug!("waiting for lock on {}: another process holds it", path.display());
+    let path = path.to_path_buf();
     let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
     match waiter.wait {
-        Wait::Task => blocking::unblock(job).await,
+        Wait::Task => offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?,
         _ => job(),
     }
 }

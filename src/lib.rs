@@ -233,6 +233,7 @@ mod filesystem;
 mod hold;
 mod holder;
 mod lock;
+mod offload;
 mod registry;
 mod report;
 pub mod rt;
