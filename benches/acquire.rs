@@ -12,12 +12,13 @@
 //!    functions show where the floor is:
 //!    `floor_path_stat` makes packlock's own system calls raw (the raw ones
 //!    plus an `fstat` for the registry key, the identity `stat(path)` after
-//!    locking, and the two `getpid`s of fork safety), `floor_fstat` those of
+//!    locking, and the three `getpid`s of fork safety), `floor_fstat` those of
 //!    a cheaper check (one `fstat` after locking, for the key and
 //!    `nlink > 0`, instead of `fstat` and `stat(path)`).
 //! 2. `reuse_acquire_release`: acquire + release on a `PackLock` opened once,
 //!    against `lock` + `unlock` on a `File` opened once; the floors add the
-//!    identity `stat(path)` (or an `fstat`) and the `getpid` at release.
+//!    identity `stat(path)` (or an `fstat`) and the `getpid`s at acquire
+//!    and at release.
 //! 3. `async_open_acquire_release`: scenario 1 through `acquire_async().await`,
 //!    driven by `futures_lite::future::block_on`; the baseline and the
 //!    floors run the raw calls inside the same `block_on`.
@@ -167,6 +168,7 @@ fn bench_reuse_acquire_release(c: &mut Criterion) {
     });
     group.bench_function("floor_path_stat", |b| {
         b.iter(|| {
+            black_box(std::process::id());
             file.lock().expect("lock");
             black_box(std::fs::metadata(&path).expect("stat"));
             black_box(std::process::id());
@@ -175,6 +177,7 @@ fn bench_reuse_acquire_release(c: &mut Criterion) {
     });
     group.bench_function("floor_fstat", |b| {
         b.iter(|| {
+            black_box(std::process::id());
             file.lock().expect("lock");
             black_box(file.metadata().expect("fstat"));
             black_box(std::process::id());

@@ -21,6 +21,7 @@ use crate::claim::Claim;
 use crate::held::{Checks, HeldContext, Registration};
 use crate::holder::most_telling;
 use crate::lock::Target;
+use crate::offload;
 use crate::registry::SlotGuard;
 use crate::shared::Now;
 use crate::sidecar::{Mode, Sidecar};
@@ -231,7 +232,7 @@ pub(crate) async fn run(
 ) -> Result<PackLockHold, PackLockError> {
     let mut waiter =
         Waiter { wait, log_after: lock.options().log_wait_after, watch: WaitWatch::default() };
-    let mut target = lock.target();
+    let mut target = lock.target()?;
     // Step 0: record the lock file as the caller's (a `try_acquire` cannot
     // deadlock, so it is not checked).
     let mut checks = if wait == Wait::Never { Checks::Nothing } else { Checks::ReentryAndOrder };
@@ -265,7 +266,7 @@ pub(crate) async fn run(
             checks = Checks::Reentry;
         }
         lock.reopen(&target)?;
-        target = lock.target();
+        target = lock.target()?;
     }
 }
 
@@ -368,9 +369,10 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
 }
 
 /// Step 3: the OS lock is busy, so wait for it as the waiter may. An async
-/// wait runs on the blocking pool, and the pool job owns the claim and
-/// `passenger` (whatever else must stay held while it waits), so a caller
-/// that goes away leaves a job that releases everything once granted.
+/// wait runs on the blocking pool (or, in a forked child, on a thread of
+/// its own: see [`offload`]), and the job owns the claim and `passenger`
+/// (whatever else must stay held while it waits), so a caller that goes
+/// away leaves a job that releases everything once granted.
 async fn wait_for_os_lock<P: Send + 'static>(
     claim: Claim,
     passenger: P,
@@ -379,9 +381,10 @@ async fn wait_for_os_lock<P: Send + 'static>(
     waiter.must_wait(claim.target())?;
     let path = claim.sidecar().path();
     log::debug!("waiting for lock on {}: another process holds it", path.display());
+    let path = path.to_path_buf();
     let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
     match waiter.wait {
-        Wait::Task => blocking::unblock(job).await,
+        Wait::Task => offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?,
         _ => job(),
     }
 }

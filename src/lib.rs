@@ -43,9 +43,11 @@
 //!   deleted, renamed away or renamed over, it unlocks, reopens and tries
 //!   again. [`PackLockHold::validate`] repeats the check on demand.
 //! * **Cost**: on Unix, an uncontended exclusive acquire + release on an
-//!   open `PackLock` makes four system calls — `flock`, the identity `stat`,
-//!   `getpid` (so that a child made by `fork` never releases its parent's
-//!   lock) and `flock` to unlock — against the two of a bare `flock` pair.
+//!   open `PackLock` makes five system calls — `getpid` (so that a child
+//!   made by `fork` reopens the file rather than lock its parent's),
+//!   `flock`, the identity `stat`, `getpid` (so that such a child never
+//!   releases its parent's lock) and `flock` to unlock — against the two of
+//!   a bare `flock` pair.
 //!   (A [label](PackLockBuilder::label) adds the calls that write it; a
 //!   shared acquire that joins the process's shared lock makes no `flock`
 //!   call.) The README's performance section has the measurements.
@@ -191,10 +193,24 @@
 //!   locks and warns once (the default) or refuses to open; it never skips
 //!   locking silently. Keep lock files on local disks where you can.
 //! * **`fork`**: a child created by `fork(2)` shares the parent's open file
-//!   descriptions and therefore its locks. packlock never unlocks in such a
-//!   child, even when it drops an inherited hold, so the child cannot
-//!   release the parent's lock. Lock files are opened close-on-exec, so
-//!   commands spawned with `std::process::Command` inherit no lock.
+//!   descriptions and therefore its locks. A hold the child inherited stays
+//!   the parent's: dropping it there never unlocks, so the child cannot
+//!   release the parent's lock. A [`PackLock`] the child inherited opens its
+//!   lock file anew at the child's first acquire, with an in-process queue
+//!   of the child's own, so the child waits for its parent (and the parent
+//!   for it) like any other process, even when another parent thread held
+//!   the lock at the fork, and what the child takes is free once it lets
+//!   go. Its async and timed waits run on threads of its own rather than on
+//!   the `blocking` pool it inherited, which counts parent threads the
+//!   child does not have (unless the parent never used packlock before the
+//!   fork). The limit: a mutex another parent thread held at the moment of
+//!   the fork stays locked in the child — in packlock as in any Rust code;
+//!   undoing that needs `pthread_atfork`, which code without `unsafe`
+//!   cannot register — so a child that uses a lock while a parent thread
+//!   was inside packlock can hang. Fork before starting threads, or fork
+//!   and `exec`: commands spawned with `std::process::Command` are
+//!   unaffected, and lock files are opened close-on-exec, so they inherit
+//!   no lock.
 //! * **Windows**: `LockFileEx` locks are mandatory, so while a lock is held
 //!   other processes cannot read or write the lock file's contents. packlock
 //!   never stores anything in it that others need to read.
@@ -262,6 +278,7 @@ mod held;
 mod hold;
 mod holder;
 mod lock;
+mod offload;
 mod options;
 mod record;
 mod registry;

@@ -2,17 +2,17 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::acquire::{self, Wait};
 use crate::drive::{block_on_until, run_here};
-use crate::filesystem;
 use crate::held::HeldContext;
 use crate::options::Options;
 use crate::registry::{self, Slot};
 use crate::sidecar::{Mode, Sidecar};
 use crate::{Holder, PackLockError, PackLockHold, Tier};
+use crate::{filesystem, offload};
 
 /// A lock on a directory (a "pack") or on any file path, excluding other
 /// processes, threads and async tasks.
@@ -57,7 +57,8 @@ impl Target {
     fn open(path: &Path, options: &Options) -> Result<Self, PackLockError> {
         let sidecar = Sidecar::open(path)?;
         filesystem::check(&sidecar, options.network_fs)?;
-        let slot = registry::slot_for(sidecar.key());
+        offload::note_process(sidecar.opened_by());
+        let slot = registry::slot_for(sidecar.key(), sidecar.opened_by());
         Ok(Self { sidecar, slot })
     }
 }
@@ -145,7 +146,8 @@ impl PackLock {
     /// # }
     /// ```
     pub fn holders(&self) -> Vec<Holder> {
-        self.target().sidecar.holders()
+        let target = Arc::clone(&self.current());
+        target.sidecar.holders()
     }
 
     /// Blocks the calling thread until the lock is held.
@@ -256,16 +258,34 @@ impl PackLock {
         run_here(acquire::run(self, Wait::Never, Some(HeldContext::for_thread())))
     }
 
-    /// The lock file as currently opened.
-    pub(crate) fn target(&self) -> Arc<Target> {
-        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
+    /// The lock file as this process opened it.
+    ///
+    /// A child made by `fork(2)` inherits the `PackLock` with its parent's
+    /// open file, whose OS lock is the parent's, and with the parent's
+    /// in-process slot, which a parent thread may hold forever as far as the
+    /// child can tell. So in a child the first call opens the file anew,
+    /// with a slot of the child's own: the child then waits for its parent
+    /// like any other process, and its holds are its own. The pid
+    /// comparison costs one `getpid` per acquire.
+    pub(crate) fn target(&self) -> Result<Arc<Target>, PackLockError> {
+        let this_process = std::process::id();
+        let mut current = self.current();
+        if current.sidecar.opened_by() != this_process {
+            *current = Arc::new(Target::open(&self.path, &self.options)?);
+        }
+        Ok(Arc::clone(&current))
+    }
+
+    /// The lock file as currently opened, maybe by a parent process.
+    fn current(&self) -> MutexGuard<'_, Arc<Target>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Opens the file now at the path in place of `stale`, which was found
     /// deleted or replaced. Several acquires may find the same stale target:
     /// only the first reopens.
     pub(crate) fn reopen(&self, stale: &Arc<Target>) -> Result<(), PackLockError> {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.current();
         if Arc::ptr_eq(&current, stale) {
             *current = Arc::new(Target::open(&self.path, &self.options)?);
         }

@@ -11,6 +11,11 @@
 //! The registry holds only `Weak` references, and a slot removes its own
 //! entry when its last user drops it, so the registry holds exactly the
 //! lock files that are open now, however many were ever locked.
+//!
+//! Slots are also keyed by the process that opened the file. A child made
+//! by `fork(2)` inherits a copy of its parent's registry, whose slots may be
+//! held by parent threads that do not exist in the child and so would never
+//! be released there; the child's own opens get slots of their own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
@@ -32,14 +37,21 @@ pub(crate) enum SlotGuard {
     Shared(RwLockReadGuardArc<Entry>),
 }
 
-type Map = HashMap<FileKey, Weak<Slot>>;
+type Map = HashMap<SlotKey, Weak<Slot>>;
+
+/// Which slot: the lock file, and the process whose slot it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SlotKey {
+    file: FileKey,
+    process: u32,
+}
 
 static REGISTRY: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
 
 /// A registry key that unregisters itself when its slot is dropped.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    key: FileKey,
+    key: SlotKey,
     pub(crate) shared_lease: Arc<SharedLease>,
 }
 
@@ -54,15 +66,16 @@ impl Drop for Entry {
     }
 }
 
-/// The slot for the file `key`, created on first use.
-pub(crate) fn slot_for(key: &FileKey) -> Arc<Slot> {
+/// Process `process`'s slot for the file `file`, created on first use.
+pub(crate) fn slot_for(file: &FileKey, process: u32) -> Arc<Slot> {
+    let key = SlotKey { file: file.clone(), process };
     let mut map = registry();
-    if let Some(slot) = map.get(key).and_then(Weak::upgrade) {
+    if let Some(slot) = map.get(&key).and_then(Weak::upgrade) {
         return slot;
     }
     let entry = Entry { key: key.clone(), shared_lease: Arc::default() };
     let slot = Arc::new(async_lock::RwLock::new(entry));
-    map.insert(key.clone(), Arc::downgrade(&slot));
+    map.insert(key, Arc::downgrade(&slot));
     slot
 }
 
@@ -115,6 +128,7 @@ mod tests {
         let link = dir.path().join("hard-link");
         std::fs::hard_link(lock.path(), &link).expect("hard link");
         let alias = PackLock::open_file(&link).expect("open alias");
-        assert!(std::sync::Arc::ptr_eq(&lock.target().slot, &alias.target().slot));
+        let (target, alias) = (lock.target().expect("target"), alias.target().expect("target"));
+        assert!(std::sync::Arc::ptr_eq(&target.slot, &alias.slot));
     }
 }

@@ -26,7 +26,8 @@ pub(crate) struct Sidecar {
     file: File,
     path: PathBuf,
     key: FileKey,
-    /// The process that opened the file (see [`Sidecar::unlock`]).
+    /// The process that opened the file (see [`Sidecar::unlock`] and
+    /// [`PackLock::target`](crate::PackLock::target)).
     opened_by: u32,
 }
 
@@ -59,6 +60,12 @@ impl Sidecar {
 
     pub(crate) fn key(&self) -> &FileKey {
         &self.key
+    }
+
+    /// The process that opened the file: in any other (a child made by
+    /// `fork(2)`), this open file and its OS lock are the opener's.
+    pub(crate) fn opened_by(&self) -> u32 {
+        self.opened_by
     }
 
     /// Takes the OS lock in `mode` if no one holds it in a conflicting

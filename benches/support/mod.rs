@@ -111,11 +111,13 @@ pub fn raw_open_lock_unlock(path: &Path) {
 
 /// The system calls packlock makes for one uncontended open + acquire +
 /// release, done raw: open, `fstat` for the registry key, `getpid` for the
-/// opener, lock, `stat(path)` for the identity check, `getpid` (a forked
-/// child must not unlock), unlock, close.
+/// opener, `getpid` at acquire (a forked child must reopen), lock,
+/// `stat(path)` for the identity check, `getpid` (a forked child must not
+/// unlock), unlock, close.
 pub fn floor_path_stat(path: &Path) {
     let file = raw_open(path);
     black_box(file.metadata().expect("fstat"));
+    black_box(std::process::id());
     black_box(std::process::id());
     file.lock().expect("lock");
     black_box(std::fs::metadata(path).expect("stat"));
@@ -129,6 +131,7 @@ pub fn floor_path_stat(path: &Path) {
 /// `stat(path)`.
 pub fn floor_fstat(path: &Path) {
     let file = raw_open(path);
+    black_box(std::process::id());
     black_box(std::process::id());
     file.lock().expect("lock");
     black_box(file.metadata().expect("fstat"));
