@@ -222,7 +222,7 @@ impl PackLockBuilder {
     /// # }
     /// ```
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.options.label = Some(crate::record::clamp_label(&label.into()));
+        self.options.label = Some(crate::options::clamp_label(&label.into()));
         self
     }
 

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crate::lock::Target;
+use crate::backend::LockBackend;
 use crate::tier::report_violation;
 use crate::{PackLockError, Tier};
 
@@ -70,7 +70,7 @@ static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(0);
 struct Held {
     id: u64,
     tier: Option<Tier>,
-    lock: Option<Arc<Target>>,
+    lock: Option<Arc<dyn LockBackend>>,
 }
 
 /// What [`HeldContext::enter_lock`] checks before it records a lock.
@@ -106,18 +106,18 @@ impl HeldContext {
     /// for all of it: this runs on every acquire.
     pub(crate) fn enter_lock(
         self: Arc<Self>,
-        target: Arc<Target>,
+        target: Arc<dyn LockBackend>,
         tier: Option<Tier>,
         checks: Checks,
     ) -> Result<Registration, PackLockError> {
         let mut record = self.record();
-        let held_up_the_chain = || self.ancestors().any(|a| a.record().holds(&target));
-        if checks != Checks::Nothing && (record.holds(&target) || held_up_the_chain()) {
-            let path = target.sidecar.path().to_path_buf();
+        let held_up_the_chain = || self.ancestors().any(|a| a.record().holds(&*target));
+        if checks != Checks::Nothing && (record.holds(&*target) || held_up_the_chain()) {
+            let path = target.path().to_path_buf();
             return Err(PackLockError::Reentrant { path });
         }
         let violation = match (checks, tier) {
-            (Checks::ReentryAndOrder, Some(tier)) => self.violation(&record, tier, Some(&target)),
+            (Checks::ReentryAndOrder, Some(tier)) => self.violation(&record, tier, Some(&*target)),
             _ => None,
         };
         let id = record.push(tier, Some(target));
@@ -146,7 +146,11 @@ impl HeldContext {
 
     /// Records the lock `target` (of `tier`) as held here, unchecked: for
     /// a hold that was acquired elsewhere and now belongs here.
-    pub(crate) fn adopt(self: Arc<Self>, target: Arc<Target>, tier: Option<Tier>) -> Registration {
+    pub(crate) fn adopt(
+        self: Arc<Self>,
+        target: Arc<dyn LockBackend>,
+        tier: Option<Tier>,
+    ) -> Registration {
         let id = self.record().push(tier, Some(target));
         Registration { context: self, id }
     }
@@ -154,7 +158,12 @@ impl HeldContext {
     /// The violation, if any, of taking `tier` (for the lock `target`)
     /// here, where `record` is ours, locked, and the enclosing scopes'
     /// records count too (each locked in turn, child before parent).
-    fn violation(&self, record: &Entries, tier: Tier, target: Option<&Target>) -> Option<String> {
+    fn violation(
+        &self,
+        record: &Entries,
+        tier: Tier,
+        target: Option<&dyn LockBackend>,
+    ) -> Option<String> {
         let ours = record.highest_at_or_above(tier);
         let theirs = self.ancestors().filter_map(|a| a.record().highest_at_or_above(tier));
         let (held, held_lock) =
@@ -213,15 +222,15 @@ impl HeldContext {
 
 impl Entries {
     /// Whether the lock file of `target` is held here.
-    fn holds(&self, target: &Target) -> bool {
-        let key = target.sidecar.key();
-        self.entries.iter().flat_map(|e| &e.lock).any(|held| held.sidecar.key() == key)
+    fn holds(&self, target: &dyn LockBackend) -> bool {
+        let key = target.key();
+        self.entries.iter().flat_map(|e| &e.lock).any(|held| held.key() == key)
     }
 
     /// The highest tier held (or being acquired) here of rank `tier`'s or
     /// above, with its lock if it is one's: taking `tier` is out of order
     /// if there is one.
-    fn highest_at_or_above(&self, tier: Tier) -> Option<(Tier, Option<Arc<Target>>)> {
+    fn highest_at_or_above(&self, tier: Tier) -> Option<(Tier, Option<Arc<dyn LockBackend>>)> {
         self.entries
             .iter()
             .filter_map(|e| Some((e.tier?, e.lock.clone())))
@@ -229,23 +238,22 @@ impl Entries {
             .max_by_key(|(held, _)| held.rank())
     }
 
-    fn push(&mut self, tier: Option<Tier>, lock: Option<Arc<Target>>) -> u64 {
+    fn push(&mut self, tier: Option<Tier>, lock: Option<Arc<dyn LockBackend>>) -> u64 {
         let id = NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed);
         self.entries.push(Held { id, tier, lock });
         id
     }
 }
 
-fn for_lock(target: Option<&Target>) -> String {
-    target.map(|t| format!(" (lock `{}`)", t.sidecar.path().display())).unwrap_or_default()
+fn for_lock(target: Option<&dyn LockBackend>) -> String {
+    target.map(|t| format!(" (lock `{}`)", t.path().display())).unwrap_or_default()
 }
 
 impl fmt::Debug for HeldContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let record = self.record();
         let tiers: Vec<_> = record.entries.iter().filter_map(|e| e.tier).collect();
-        let locks: Vec<_> =
-            record.entries.iter().flat_map(|e| &e.lock).map(|l| l.sidecar.path()).collect();
+        let locks: Vec<_> = record.entries.iter().flat_map(|e| &e.lock).map(|l| l.path()).collect();
         f.debug_struct("HeldContext").field("tiers", &tiers).field("locks", &locks).finish()
     }
 }

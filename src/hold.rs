@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::claim::Claim;
+use crate::acquire::claim::Claim;
 use crate::held::{HeldContext, Registration};
 use crate::{PackLockError, Tier};
 
@@ -92,7 +92,7 @@ impl PackLockHold {
     /// ```
     pub fn adopt(&mut self) {
         drop(self.held.take()); // leaves the old record first
-        let target = std::sync::Arc::clone(self.claim.target());
+        let target = std::sync::Arc::clone(&self.claim.target().backend);
         self.held = Some(HeldContext::for_thread().adopt(target, self.tier));
     }
 
@@ -109,7 +109,7 @@ impl PackLockHold {
     /// # }
     /// ```
     pub fn path(&self) -> &Path {
-        self.claim.sidecar().path()
+        self.claim.backend().path()
     }
 
     /// Checks that the locked file is still the file at [`path`](Self::path).
@@ -138,7 +138,7 @@ impl PackLockHold {
     /// # }
     /// ```
     pub fn validate(&self) -> Result<(), PackLockError> {
-        if self.claim.sidecar().is_at_path()? {
+        if self.claim.backend().is_current()? {
             Ok(())
         } else {
             Err(PackLockError::Replaced { path: self.path().to_path_buf() })

@@ -265,30 +265,46 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod acquire;
-mod builder;
+// How the crate is built: five layers, each using only those below it.
+//
+//   public types   lock (PackLock: open, every acquire, sync and async)
+//                  builder (PackLockBuilder, PackLock's constructors),
+//                  hold (PackLockHold), rt/ (runtime adapters)
+//        |
+//   pipeline       acquire/ (the one acquire pipeline; claim: what an
+//                  acquire holds; drive: polling it on this thread;
+//                  offload: where blocking waits run; wait_log)
+//        |
+//   in-process     target (an open lock + its slot), registry (slots by
+//                  lock identity), shared_lease (the process's shared OS
+//                  lock), held (what each thread/task holds), scope
+//        |
+//   backends       backend (the LockBackend seam), backend/lock_file/
+//                  (flock'd file: OS calls, holder record, network fs)
+//        |
+//   leaves         error, holder (Holder), options, tier, cancel,
+//                  sys/ (unix, windows, linux /proc, no_procfs)
 mod cancel;
-mod claim;
-mod drive;
 mod error;
-#[cfg(test)]
-mod faults;
-mod filesystem;
-mod held;
-mod hold;
 mod holder;
-mod lock;
-mod offload;
 mod options;
-mod record;
-mod registry;
-pub mod rt;
-mod scope;
-mod shared;
-mod sidecar;
 mod sys;
 mod tier;
-mod wait_log;
+
+mod backend;
+
+mod held;
+mod registry;
+mod scope;
+mod shared_lease;
+mod target;
+
+mod acquire;
+
+mod builder;
+mod hold;
+mod lock;
+pub mod rt;
 
 pub use builder::PackLockBuilder;
 pub use cancel::{CancelSignal, CancellationToken, WaitForCancellation};

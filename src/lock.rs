@@ -1,18 +1,22 @@
-//! [`PackLock`]: opening a lock file and the sync ways to acquire it.
+//! [`PackLock`] and every way to acquire it, sync and async: each picks how
+//! the one acquire pipeline waits and how it is driven.
 
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_lite::future;
+
+use crate::acquire::drive::{block_on_until, run_here};
 use crate::acquire::{self, Wait};
-use crate::drive::{block_on_until, run_here};
+use crate::backend::Mode;
+use crate::backend::lock_file::LockFile;
 use crate::held::HeldContext;
 use crate::options::Options;
-use crate::registry::{self, Slot};
-use crate::sidecar::{Mode, Sidecar};
-use crate::{Holder, PackLockError, PackLockHold, Tier};
-use crate::{filesystem, offload};
+use crate::target::CurrentTarget;
+use crate::{CancelSignal, Holder, PackLockError, PackLockErrorOrCancelled, PackLockHold, Tier};
 
 /// A lock on a directory (a "pack") or on any file path, excluding other
 /// processes, threads and async tasks.
@@ -39,39 +43,18 @@ use crate::{filesystem, offload};
 /// ```
 pub struct PackLock {
     path: PathBuf,
-    mode: Mode,
     options: Options,
-    /// The lock file as opened now; replaced when the file at `path` turns
-    /// out to be another one (see [`PackLock::reopen`]).
-    current: Mutex<Arc<Target>>,
-}
-
-/// An opened lock file together with its in-process slot.
-#[derive(Debug)]
-pub(crate) struct Target {
-    pub(crate) sidecar: Sidecar,
-    pub(crate) slot: Arc<Slot>,
-}
-
-impl Target {
-    fn open(path: &Path, options: &Options) -> Result<Self, PackLockError> {
-        let sidecar = Sidecar::open(path)?;
-        filesystem::check(&sidecar, options.network_fs)?;
-        offload::note_process(sidecar.opened_by());
-        let slot = registry::slot_for(sidecar.key(), sidecar.opened_by());
-        Ok(Self { sidecar, slot })
-    }
+    /// The lock as opened now; replaced when it must be opened anew (the
+    /// file at `path` turned out to be another one, or in a forked child).
+    current: CurrentTarget,
 }
 
 impl PackLock {
     pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
-        let target = Target::open(&path, &options)?;
-        let mode = if options.shared { Mode::Shared } else { Mode::Exclusive };
-        Ok(Self { path, mode, options, current: Mutex::new(Arc::new(target)) })
-    }
-
-    pub(crate) fn options(&self) -> &Options {
-        &self.options
+        let lock_file = LockFile::open(&path, options.network_fs)?;
+        let current = CurrentTarget::new(Arc::new(lock_file));
+        acquire::note_process(current.peek().opened_by());
+        Ok(Self { path, options, current })
     }
 
     /// The lock file's path (absolute).
@@ -103,11 +86,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn is_shared(&self) -> bool {
-        self.mode == Mode::Shared
-    }
-
-    pub(crate) fn mode(&self) -> Mode {
-        self.mode
+        self.options.mode() == Mode::Shared
     }
 
     /// The lock's [`Tier`], if it was [given one](crate::PackLockBuilder::tier).
@@ -146,8 +125,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn holders(&self) -> Vec<Holder> {
-        let target = Arc::clone(&self.current());
-        target.sidecar.holders()
+        self.current.peek().backend.holders()
     }
 
     /// Blocks the calling thread until the lock is held.
@@ -175,7 +153,7 @@ impl PackLock {
     /// # }
     /// ```
     pub fn acquire(&self) -> Result<PackLockHold, PackLockError> {
-        run_here(acquire::run(self, Wait::Thread, Some(HeldContext::for_thread())))
+        run_here(self.run(Wait::Thread, Some(HeldContext::for_thread())))
     }
 
     /// Blocks the calling thread until the lock is held or `timeout` has
@@ -220,7 +198,7 @@ impl PackLock {
             // A deadline the clock cannot hold never comes.
             return self.acquire();
         };
-        let acquire = acquire::run(self, Wait::Task, Some(HeldContext::for_thread()));
+        let acquire = self.run(Wait::Task, Some(HeldContext::for_thread()));
         block_on_until(acquire, deadline).unwrap_or_else(|| Err(self.timed_out(timeout)))
     }
 
@@ -255,46 +233,250 @@ impl PackLock {
     /// # }
     /// ```
     pub fn try_acquire(&self) -> Result<PackLockHold, PackLockError> {
-        run_here(acquire::run(self, Wait::Never, Some(HeldContext::for_thread())))
+        run_here(self.run(Wait::Never, Some(HeldContext::for_thread())))
     }
 
-    /// The lock file as this process opened it.
+    /// Acquires the lock from async code, on any executor (tokio, smol,
+    /// `futures_lite::future::block_on`, ...), without blocking an executor
+    /// thread.
     ///
-    /// A child made by `fork(2)` inherits the `PackLock` with its parent's
-    /// open file, whose OS lock is the parent's, and with the parent's
-    /// in-process slot, which a parent thread may hold forever as far as the
-    /// child can tell. So in a child the first call opens the file anew,
-    /// with a slot of the child's own: the child then waits for its parent
-    /// like any other process, and its holds are its own. The pid
-    /// comparison costs one `getpid` per acquire.
-    pub(crate) fn target(&self) -> Result<Arc<Target>, PackLockError> {
-        let this_process = std::process::id();
-        let mut current = self.current();
-        if current.sidecar.opened_by() != this_process {
-            *current = Arc::new(Target::open(&self.path, &self.options)?);
-        }
-        Ok(Arc::clone(&current))
+    /// An uncontended acquire completes on the caller's thread with one
+    /// non-blocking OS call. When another process holds the lock, the
+    /// blocking OS wait runs on the `blocking` crate's thread pool; at most
+    /// one such thread per lock file per process waits at a time, because
+    /// the others queue in the in-process slot first.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::Reentrant`] when, inside
+    /// [`with_tier_scope`](crate::with_tier_scope), this task already holds
+    /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = packlock::PackLock::open(dir.path())?;
+    /// let hold = lock.acquire_async().await?;
+    /// // ... exclusive work, across .await points ...
+    /// drop(hold);
+    /// # Ok::<(), packlock::PackLockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire_async(&self) -> Result<PackLockHold, PackLockError> {
+        self.run(Wait::Task, HeldContext::for_task()).await
     }
 
-    /// The lock file as currently opened, maybe by a parent process.
-    fn current(&self) -> MutexGuard<'_, Arc<Target>> {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Like [`acquire_async`](Self::acquire_async), but gives up as soon as
+    /// `token` is cancelled — also if it already is. Takes a
+    /// [`CancellationToken`](crate::CancellationToken), with the `tokio`
+    /// feature a `tokio_util::sync::CancellationToken`, or anything else
+    /// that implements [`CancelSignal`].
+    ///
+    /// When it gives up, nothing is held and nothing stays queued for the
+    /// caller: see [`acquire_until`](Self::acquire_until) for the details.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockErrorOrCancelled::Cancelled`] when the token fired first,
+    /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{CancellationToken, PackLock};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let token = CancellationToken::new();
+    /// let hold = lock.acquire_cancellable(&token).await?;
+    /// # drop(hold);
+    /// # Ok::<(), packlock::PackLockErrorOrCancelled>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire_cancellable(
+        &self,
+        token: &impl CancelSignal,
+    ) -> Result<PackLockHold, PackLockErrorOrCancelled> {
+        self.acquire_until(token.cancelled()).await
     }
 
-    /// Opens the file now at the path in place of `stale`, which was found
-    /// deleted or replaced. Several acquires may find the same stale target:
-    /// only the first reopens.
-    pub(crate) fn reopen(&self, stale: &Arc<Target>) -> Result<(), PackLockError> {
-        let mut current = self.current();
-        if Arc::ptr_eq(&current, stale) {
-            *current = Arc::new(Target::open(&self.path, &self.options)?);
+    /// Acquires from async code unless `signal` completes first: any future
+    /// works as a cancel signal (a timer, a channel, a shutdown notice).
+    /// `signal` is polled before each attempt, so one that is already
+    /// complete wins even over a free lock.
+    ///
+    /// Giving up is prompt and leaves nothing behind: a caller queued in
+    /// the process returns at once and leaves the queue; a caller whose OS
+    /// wait runs on the blocking pool returns at once too, and that pool
+    /// thread — the only one for this lock file in this process — releases
+    /// the lock the moment the kernel grants it. Dropping the returned
+    /// future at any point has the same effect.
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockErrorOrCancelled::Cancelled`] when `signal` completed first,
+    /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::{PackLock, PackLockErrorOrCancelled};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let _held = lock.acquire_async().await?;
+    /// let (stop, stopped) = async_channel_stub();
+    /// stop();
+    /// let err = lock.acquire_until(stopped).await.unwrap_err();
+    /// assert!(matches!(err, PackLockErrorOrCancelled::Cancelled));
+    /// # Ok::<(), packlock::PackLockError>(())
+    /// # }).unwrap();
+    /// # fn async_channel_stub() -> (impl FnOnce(), impl std::future::Future<Output = ()>) {
+    /// #     let token = packlock::CancellationToken::new();
+    /// #     let signal = token.clone();
+    /// #     (move || token.cancel(), async move { signal.cancelled().await })
+    /// # }
+    /// ```
+    pub async fn acquire_until(
+        &self,
+        signal: impl Future<Output = ()>,
+    ) -> Result<PackLockHold, PackLockErrorOrCancelled> {
+        match self.acquire_unless(signal).await {
+            Some(acquired) => Ok(acquired?),
+            None => Err(PackLockErrorOrCancelled::Cancelled),
         }
-        Ok(())
+    }
+
+    /// Acquires from async code, giving up after `timeout`; `sleep` is your
+    /// runtime's timer for that duration (for example
+    /// `tokio::time::sleep(timeout)` or `async_io::Timer::after(timeout)`).
+    /// The `tokio`, `smol` and `async-std` features wrap this for you:
+    #[cfg_attr(
+        any(feature = "tokio", feature = "smol", feature = "async-std"),
+        doc = "see [`rt`](crate::rt)."
+    )]
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "smol", feature = "async-std")),
+        doc = "see the `rt` module."
+    )]
+    ///
+    /// # Errors
+    ///
+    /// [`PackLockError::TimedOut`] when `sleep` completed first; giving up
+    /// leaves nothing behind, as with [`acquire_until`](Self::acquire_until).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use packlock::{PackLock, PackLockError};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let lock = PackLock::open(dir.path())?;
+    /// let _held = lock.acquire_async().await?;
+    /// let timeout = Duration::from_millis(10);
+    /// let expired = std::future::ready(()); // stands in for a runtime timer
+    /// let err = lock.acquire_timeout_with(timeout, expired).await.unwrap_err();
+    /// assert!(matches!(err, PackLockError::TimedOut { .. }));
+    /// # Ok::<(), PackLockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire_timeout_with(
+        &self,
+        timeout: Duration,
+        sleep: impl Future<Output = ()>,
+    ) -> Result<PackLockHold, PackLockError> {
+        match self.acquire_unless(sleep).await {
+            Some(acquired) => acquired,
+            None => Err(self.timed_out(timeout)),
+        }
+    }
+
+    /// The async pipeline raced against `stop`, which is polled first;
+    /// `None` when `stop` won (the pipeline future is then dropped, which
+    /// is what makes giving up leave nothing behind).
+    async fn acquire_unless(
+        &self,
+        stop: impl Future<Output = ()>,
+    ) -> Option<Result<PackLockHold, PackLockError>> {
+        let stopped = async {
+            stop.await;
+            None
+        };
+        let acquire = async { Some(self.run(Wait::Task, HeldContext::for_task()).await) };
+        future::or(stopped, acquire).await
+    }
+
+    pub(crate) fn timed_out(&self, timeout: Duration) -> PackLockError {
+        PackLockError::TimedOut { path: self.path().to_path_buf(), timeout }
+    }
+
+    /// The one acquire pipeline, waiting as `wait` says, recording in
+    /// `held` (the caller's record of held tiers and locks, if any).
+    fn run(
+        &self,
+        wait: Wait,
+        held: Option<Arc<HeldContext>>,
+    ) -> impl Future<Output = Result<PackLockHold, PackLockError>> + '_ {
+        acquire::run(&self.current, &self.options, wait, held)
+    }
+
+    /// The lock as currently opened, for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn target(&self) -> Arc<crate::target::Target> {
+        self.current.peek()
     }
 }
 
 impl fmt::Debug for PackLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PackLock").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// The registry of in-process slots, seen through the locks that use it.
+#[cfg(test)]
+mod registry_tests {
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use crate::PackLock;
+    use crate::registry::live_slots;
+
+    /// The registry is process-wide: unit tests that open locks take turns,
+    /// so that counting entries sees only its own.
+    fn serial() -> MutexGuard<'static, ()> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn registry_holds_only_open_lock_files() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let before = live_slots();
+        for i in 0..2_000 {
+            let lock = PackLock::open(dir.path().join(i.to_string())).expect("open");
+            let hold = lock.acquire().expect("acquire");
+            assert!(live_slots() <= before + 1, "a dropped lock file kept its slot");
+            drop((hold, lock));
+        }
+        assert_eq!(live_slots(), before);
+    }
+
+    #[test]
+    fn aliases_of_one_file_share_one_slot() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lock = PackLock::open(dir.path()).expect("open");
+        let link = dir.path().join("hard-link");
+        std::fs::hard_link(lock.path(), &link).expect("hard link");
+        let alias = PackLock::open_file(&link).expect("open alias");
+        let (target, alias) = (lock.target(), alias.target());
+        assert!(std::sync::Arc::ptr_eq(&target.slot, &alias.slot));
     }
 }

@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use crate::Tier;
 
+/// How a lock is held: by one holder, or by any number of shared holders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Exclusive,
+    Shared,
+}
+
 /// What a lock does besides locking its file: set by the builder, kept by
 /// the [`PackLock`].
 #[derive(Debug, Clone)]
@@ -15,6 +22,13 @@ pub(crate) struct Options {
     pub(crate) label: Option<String>,
     pub(crate) log_wait_after: Duration,
     pub(crate) network_fs: NetworkFsPolicy,
+}
+
+impl Options {
+    /// How acquires hold the lock.
+    pub(crate) fn mode(&self) -> Mode {
+        if self.shared { Mode::Shared } else { Mode::Exclusive }
+    }
 }
 
 impl Default for Options {
@@ -53,4 +67,19 @@ pub enum NetworkFsPolicy {
     Warn,
     /// Refuse to open the lock: [`PackLockError::UnreliableFileSystem`](crate::PackLockError::UnreliableFileSystem).
     Refuse,
+}
+
+/// The longest label recorded, in bytes: longer ones are cut, on a
+/// character boundary, when set (see [`clamp_label`]).
+pub(crate) const MAX_LABEL_LEN: usize = 1024;
+
+/// `label`, on one line and at most [`MAX_LABEL_LEN`] bytes: line breaks
+/// become spaces (a label cannot break the record's format) and a longer
+/// label is cut at the last character boundary that fits.
+pub(crate) fn clamp_label(label: &str) -> String {
+    let mut end = label.len().min(MAX_LABEL_LEN);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    label[..end].replace(['\n', '\r'], " ")
 }

@@ -22,8 +22,8 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_lock::{RwLockReadGuardArc, RwLockWriteGuardArc};
 
-use crate::shared::SharedLease;
-use crate::sys::FileKey;
+use crate::backend::LockKey;
+use crate::shared_lease::SharedLease;
 
 /// The in-process lock for one lock file. Its value is the registry entry:
 /// its key, so that dropping the last slot can remove that entry, and the
@@ -42,7 +42,7 @@ type Map = HashMap<SlotKey, Weak<Slot>>;
 /// Which slot: the lock file, and the process whose slot it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SlotKey {
-    file: FileKey,
+    file: LockKey,
     process: u32,
 }
 
@@ -67,7 +67,7 @@ impl Drop for Entry {
 }
 
 /// Process `process`'s slot for the file `file`, created on first use.
-pub(crate) fn slot_for(file: &FileKey, process: u32) -> Arc<Slot> {
+pub(crate) fn slot_for(file: &LockKey, process: u32) -> Arc<Slot> {
     let key = SlotKey { file: file.clone(), process };
     let mut map = registry();
     if let Some(slot) = map.get(&key).and_then(Weak::upgrade) {
@@ -90,45 +90,4 @@ pub(crate) fn live_slots() -> usize {
 /// is ignored rather than spread to every later lock user.
 fn registry() -> MutexGuard<'static, Map> {
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Mutex, MutexGuard, PoisonError};
-
-    use super::live_slots;
-    use crate::PackLock;
-
-    /// The registry is process-wide: unit tests that open locks take turns,
-    /// so that counting entries sees only its own.
-    fn serial() -> MutexGuard<'static, ()> {
-        static SERIAL: Mutex<()> = Mutex::new(());
-        SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[test]
-    fn registry_holds_only_open_lock_files() {
-        let _serial = serial();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let before = live_slots();
-        for i in 0..2_000 {
-            let lock = PackLock::open(dir.path().join(i.to_string())).expect("open");
-            let hold = lock.acquire().expect("acquire");
-            assert!(live_slots() <= before + 1, "a dropped lock file kept its slot");
-            drop((hold, lock));
-        }
-        assert_eq!(live_slots(), before);
-    }
-
-    #[test]
-    fn aliases_of_one_file_share_one_slot() {
-        let _serial = serial();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let lock = PackLock::open(dir.path()).expect("open");
-        let link = dir.path().join("hard-link");
-        std::fs::hard_link(lock.path(), &link).expect("hard link");
-        let alias = PackLock::open_file(&link).expect("open alias");
-        let (target, alias) = (lock.target().expect("target"), alias.target().expect("target"));
-        assert!(std::sync::Arc::ptr_eq(&target.slot, &alias.slot));
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// Which file a lock file is, for the in-process registry and the identity
@@ -49,4 +49,19 @@ pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<us
 /// Writes `buf` at `offset`, leaving the file position alone.
 pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
     file.write_at(buf, offset)
+}
+
+/// The kind of a special file (FIFO, socket, device), for error messages.
+pub(crate) fn special_file_kind(file_type: &fs::FileType) -> Option<&'static str> {
+    if file_type.is_fifo() {
+        Some("FIFO")
+    } else if file_type.is_socket() {
+        Some("socket")
+    } else if file_type.is_char_device() {
+        Some("character device")
+    } else if file_type.is_block_device() {
+        Some("block device")
+    } else {
+        None
+    }
 }

@@ -45,3 +45,8 @@ pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<us
 pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
     file.seek_write(buf, offset)
 }
+
+/// The kind of a special file: none that std can tell apart on Windows.
+pub(crate) fn special_file_kind(_file_type: &fs::FileType) -> Option<&'static str> {
+    None
+}

@@ -1,78 +1,90 @@
-//! The lock file itself: creating it, telling which file it is, and the OS
-//! lock calls on it.
+//! The lock file backend: creating the file, telling which file it is, and
+//! the OS lock calls on it.
 //!
 //! The OS lock is `flock(2)` on Unix and `LockFileEx` on Windows, both through
 //! std's `File::{lock, try_lock, unlock}`. It belongs to the open file
-//! description, so every [`Sidecar`] is its own lock owner, even within one
+//! description, so every [`LockFile`] is its own lock owner, even within one
 //! process.
+
+#[cfg(test)]
+pub(crate) mod faults;
+pub(crate) mod network_fs;
+pub(crate) mod record;
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::PackLockError;
-use crate::sys::FileKey;
+use super::{LockBackend, LockKey, Mode};
+use crate::sys::{self, FileKey};
+use crate::{Holder, NetworkFsPolicy, PackLockError};
 
-/// How a lock is held: by one holder, or by any number of shared holders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Exclusive,
-    Shared,
-}
-
-/// An open lock file and the identity it had when it was opened.
+/// An open lock file (a sidecar in a directory, or an explicit path) and
+/// the identity it had when it was opened.
 #[derive(Debug)]
-pub(crate) struct Sidecar {
+pub(crate) struct LockFile {
     file: File,
     path: PathBuf,
-    key: FileKey,
-    /// The process that opened the file (see [`Sidecar::unlock`] and
-    /// [`PackLock::target`](crate::PackLock::target)).
+    key: LockKey,
+    /// What to do on a network file system, applied again on reopening.
+    network_fs: NetworkFsPolicy,
+    /// The process that opened the file (see [`LockFile::unlock`]).
     opened_by: u32,
 }
 
-impl Sidecar {
+impl LockFile {
     /// Opens the lock file at `path`, creating it and any missing parent
-    /// directories. Never truncates, never locks, and refuses anything but
-    /// a regular file.
-    pub(crate) fn open(path: &Path) -> Result<Self, PackLockError> {
+    /// directories, and applies `network_fs` to its file system. Never
+    /// truncates, never locks, and refuses anything but a regular file.
+    pub(crate) fn open(path: &Path, network_fs: NetworkFsPolicy) -> Result<Self, PackLockError> {
         refuse_special_file(path, fs::metadata(path))?;
         let file = open_or_create(path)?;
         // Checked again on what was opened: the path may have changed since.
         refuse_special_file(path, file.metadata())?;
         let key = FileKey::of_open(&file, path).map_err(|e| PackLockError::io(path, e))?;
-        Ok(Self { file, path: path.to_path_buf(), key, opened_by: std::process::id() })
+        network_fs::check(path, &key, network_fs)?;
+        let (path, key) = (path.to_path_buf(), LockKey::File(key));
+        Ok(Self { file, path, key, network_fs, opened_by: std::process::id() })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    fn file_key(&self) -> &FileKey {
+        let LockKey::File(key) = &self.key;
+        key
     }
 
-    /// Who holds this file's lock now, as far as can be known.
-    pub(crate) fn holders(&self) -> Vec<crate::Holder> {
-        crate::record::holders(&self.file, &self.key)
+    fn error(&self, source: io::Error) -> PackLockError {
+        PackLockError::io(&self.path, source)
     }
+}
 
-    /// Records this process, labelled `label`, as the holder (best effort).
-    pub(crate) fn record_holder(&self, label: &str) {
-        crate::record::write_record(&self.file, label);
-    }
-
-    pub(crate) fn key(&self) -> &FileKey {
+impl LockBackend for LockFile {
+    fn key(&self) -> &LockKey {
         &self.key
     }
 
-    /// The process that opened the file: in any other (a child made by
-    /// `fork(2)`), this open file and its OS lock are the opener's.
-    pub(crate) fn opened_by(&self) -> u32 {
-        self.opened_by
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// From the OS where it tells, with the record of a labelled holder.
+    fn holders(&self) -> Vec<Holder> {
+        record::holders(&self.file, self.file_key())
+    }
+
+    fn record_holder(&self, label: &str) {
+        record::write_record(&self.file, label);
+    }
+
+    fn reopen(&self) -> Result<Arc<dyn LockBackend>, PackLockError> {
+        Ok(Arc::new(Self::open(&self.path, self.network_fs)?))
     }
 
     /// Takes the OS lock in `mode` if no one holds it in a conflicting
     /// mode: `Ok(false)` when busy.
-    pub(crate) fn try_lock(&self, mode: Mode) -> Result<bool, PackLockError> {
+    fn try_lock(&self, mode: Mode) -> Result<bool, PackLockError> {
         #[cfg(test)]
-        if let Some(e) = crate::faults::injected(&self.path, crate::faults::Call::Try) {
+        if let Some(e) = faults::injected(&self.path, faults::Call::Try) {
             return Err(self.error(e));
         }
         loop {
@@ -90,9 +102,9 @@ impl Sidecar {
     }
 
     /// Blocks the calling thread until the OS lock is granted in `mode`.
-    pub(crate) fn lock(&self, mode: Mode) -> Result<(), PackLockError> {
+    fn lock(&self, mode: Mode) -> Result<(), PackLockError> {
         #[cfg(test)]
-        if let Some(e) = crate::faults::injected(&self.path, crate::faults::Call::Blocking) {
+        if let Some(e) = faults::injected(&self.path, faults::Call::Blocking) {
             return Err(self.error(e));
         }
         let call = || match mode {
@@ -106,7 +118,7 @@ impl Sidecar {
     /// shares the parent's open file and so its lock, and unlocking there
     /// (say, as a hold is dropped when the child exits) would release the
     /// parent's lock. The child's copy just closes with the child.
-    pub(crate) fn unlock(&self) -> Result<(), PackLockError> {
+    fn unlock(&self) -> Result<(), PackLockError> {
         if std::process::id() != self.opened_by {
             return Ok(());
         }
@@ -118,16 +130,12 @@ impl Sidecar {
     /// (an inode number is not reused while we keep the file open), so it
     /// catches deletion, renaming away and renaming over alike — unlike a
     /// link count, which misses a file that keeps another name.
-    pub(crate) fn is_at_path(&self) -> Result<bool, PackLockError> {
+    fn is_current(&self) -> Result<bool, PackLockError> {
         match FileKey::at_path(&self.path) {
-            Ok(key) => Ok(key == self.key),
+            Ok(key) => Ok(key == *self.file_key()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(self.error(e)),
         }
-    }
-
-    fn error(&self, source: io::Error) -> PackLockError {
-        PackLockError::io(&self.path, source)
     }
 }
 
@@ -157,20 +165,11 @@ fn refuse_special_file(
 
 /// What a file that is not a regular file is, for error messages.
 fn kind_of(file_type: &fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "FIFO";
-        } else if file_type.is_socket() {
-            return "socket";
-        } else if file_type.is_char_device() {
-            return "character device";
-        } else if file_type.is_block_device() {
-            return "block device";
-        }
+    match sys::special_file_kind(file_type) {
+        Some(kind) => kind,
+        None if file_type.is_dir() => "directory",
+        None => "special file",
     }
-    if file_type.is_dir() { "directory" } else { "special file" }
 }
 
 /// Opens read-write, creating the file (and on `NotFound` its directory);
@@ -219,9 +218,8 @@ mod tests {
         for kind in [io::ErrorKind::PermissionDenied, io::ErrorKind::ReadOnlyFilesystem] {
             assert!(may_open_read_only(&io::Error::from(kind)), "{kind:?}");
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)] // EACCES and EROFS as a Unix OS reports them
         for errno in [13, 30] {
-            // EACCES, EROFS as the OS reports them.
             assert!(may_open_read_only(&io::Error::from_raw_os_error(errno)), "{errno}");
         }
         for kind in [io::ErrorKind::NotFound, io::ErrorKind::IsADirectory, io::ErrorKind::Other] {

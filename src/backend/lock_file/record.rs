@@ -11,27 +11,13 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Holder;
+use crate::options::{MAX_LABEL_LEN, clamp_label};
 use crate::sys::{self, FileKey};
-
-/// The longest label recorded, in bytes: longer ones are cut, on a
-/// character boundary, when set (see [`clamp_label`]).
-pub(crate) const MAX_LABEL_LEN: usize = 1024;
 
 /// Room for the largest record: the label plus the other lines (the
 /// header, a `u32` pid, a `u64` millisecond count and the end line take
 /// well under 100 bytes).
 const MAX_RECORD_LEN: usize = MAX_LABEL_LEN + 128;
-
-/// `label`, on one line and at most [`MAX_LABEL_LEN`] bytes: line breaks
-/// become spaces (a label cannot break the record's format) and a longer
-/// label is cut at the last character boundary that fits.
-pub(crate) fn clamp_label(label: &str) -> String {
-    let mut end = label.len().min(MAX_LABEL_LEN);
-    while !label.is_char_boundary(end) {
-        end -= 1;
-    }
-    label[..end].replace(['\n', '\r'], " ")
-}
 
 /// What a labelled holder writes into the lock file after locking it: the
 /// whole file is one record, or it holds no record at all.

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use crate::PackLockError;
-use crate::lock::Target;
+use crate::backend::{LockBackend, Mode};
 use crate::registry::SlotGuard;
-use crate::shared::{Share, SharedLease};
-use crate::sidecar::{Mode, Sidecar};
+use crate::shared_lease::{Share, SharedLease};
+use crate::target::Target;
 
 /// The slot, and once granted the OS lock. Dropping it — for example when
 /// the caller of an async acquire went away while a pool thread waited in
@@ -40,7 +40,7 @@ impl OsLock {
     /// Unlocks (exclusive) or leaves the process's shared lock.
     fn give_back(self, target: &Target) -> Result<(), PackLockError> {
         match self {
-            Self::Exclusive => target.sidecar.unlock(),
+            Self::Exclusive => target.backend.unlock(),
             Self::Shared { share, .. } => share.leave(),
         }
     }
@@ -60,8 +60,8 @@ impl Claim {
 
     /// The lock file as the acquiring `PackLock` opened it: its path is the
     /// one to check and report, whichever open file holds the OS lock.
-    pub(crate) fn sidecar(&self) -> &Sidecar {
-        &self.target.sidecar
+    pub(crate) fn backend(&self) -> &dyn LockBackend {
+        &*self.target.backend
     }
 
     pub(crate) fn target(&self) -> &Arc<Target> {
@@ -100,7 +100,7 @@ impl Claim {
 
     /// Takes the OS lock on our file if it is free; `Ok(false)` when busy.
     pub(crate) fn try_lock(&mut self) -> Result<bool, PackLockError> {
-        let locked = self.target.sidecar.try_lock(self.mode())?;
+        let locked = self.target.backend.try_lock(self.mode())?;
         if locked {
             self.granted();
         }
@@ -109,7 +109,7 @@ impl Claim {
 
     /// Blocks the calling thread until the OS lock on our file is granted.
     pub(crate) fn lock_blocking(mut self) -> Result<Self, PackLockError> {
-        self.target.sidecar.lock(self.mode())?;
+        self.target.backend.lock(self.mode())?;
         self.granted();
         Ok(self)
     }
@@ -118,8 +118,8 @@ impl Claim {
         self.os = Some(match self.mode() {
             Mode::Exclusive => OsLock::Exclusive,
             Mode::Shared => {
-                let target = Arc::clone(&self.target);
-                OsLock::Shared { share: self.shared_lease().start(target), joined: false }
+                let backend = Arc::clone(&self.target.backend);
+                OsLock::Shared { share: self.shared_lease().start(backend), joined: false }
             }
         });
     }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use async_lock::MutexGuardArc;
 
 use crate::PackLockError;
-use crate::lock::Target;
+use crate::backend::LockBackend;
 
 /// One per lock file per process, in the file's registry entry.
 #[derive(Debug, Default)]
@@ -41,7 +41,7 @@ struct State {
     /// How many shared holds share the OS lock.
     holders: usize,
     /// The open file the OS shared lock is on, while `holders > 0`.
-    locked: Option<Arc<Target>>,
+    locked: Option<Arc<dyn LockBackend>>,
     /// What the holder of `taking` is doing.
     phase: Phase,
 }
@@ -131,10 +131,10 @@ impl SharedLease {
 
     /// Records the OS shared lock just taken on `target` (by the holder of
     /// `taking`) as the process's, held by one share.
-    pub(crate) fn start(self: &Arc<Self>, target: Arc<Target>) -> Share {
+    pub(crate) fn start(self: &Arc<Self>, backend: Arc<dyn LockBackend>) -> Share {
         let mut state = self.state();
         state.holders = 1;
-        state.locked = Some(target);
+        state.locked = Some(backend);
         Share { lease: Arc::clone(self) }
     }
 
@@ -146,7 +146,7 @@ impl SharedLease {
         }
         // Unlocked under the mutex: nobody can join in between.
         match state.locked.take() {
-            Some(target) => target.sidecar.unlock(),
+            Some(backend) => backend.unlock(),
             None => Ok(()),
         }
     }

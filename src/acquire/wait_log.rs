@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::backend::LockBackend;
 use crate::holder::{describe, most_telling};
-use crate::lock::Target;
 
 /// The state of one acquire's waiting: when it started, and its pending
 /// log line. Dropping it (the acquire ended, one way or another) takes the
@@ -25,16 +25,16 @@ pub(crate) struct WaitWatch {
 }
 
 impl WaitWatch {
-    /// Notes that the acquire waits for `target` (from now, unless it
+    /// Notes that the acquire waits for `lock` (from now, unless it
     /// already did), and arranges the log line for `after` from the start
     /// (never, if that lies past what an `Instant` can hold).
-    pub(crate) fn waiting(&mut self, target: &Arc<Target>, after: Duration) {
+    pub(crate) fn waiting(&mut self, lock: &Arc<dyn LockBackend>, after: Duration) {
         let since = *self.since.get_or_insert_with(Instant::now);
         if self.pending.is_some() || !log::log_enabled!(log::Level::Info) {
             return;
         }
         if let Some(at) = since.checked_add(after) {
-            self.pending = Reporter::get().map(|r| r.schedule(at, Arc::clone(target)));
+            self.pending = Reporter::get().map(|r| r.schedule(at, Arc::clone(lock)));
         }
     }
 
@@ -59,7 +59,7 @@ impl Drop for Pending {
     }
 }
 
-type Queue = BTreeMap<(Instant, u64), Arc<Target>>;
+type Queue = BTreeMap<(Instant, u64), Arc<dyn LockBackend>>;
 
 struct Reporter {
     queue: Mutex<Queue>,
@@ -93,9 +93,9 @@ impl Reporter {
         }
     }
 
-    fn schedule(&self, at: Instant, target: Arc<Target>) -> Pending {
+    fn schedule(&self, at: Instant, lock: Arc<dyn LockBackend>) -> Pending {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.queue().insert((at, id), target);
+        self.queue().insert((at, id), lock);
         self.changed.notify_one();
         Pending { at, id }
     }
@@ -115,8 +115,8 @@ impl Reporter {
                 Some(_) => {
                     let due = queue.pop_first();
                     drop(queue);
-                    if let Some((_, target)) = due {
-                        log_waiting(&target);
+                    if let Some((_, lock)) = due {
+                        log_waiting(&*lock);
                     }
                     self.queue()
                 }
@@ -129,8 +129,8 @@ impl Reporter {
     }
 }
 
-fn log_waiting(target: &Target) {
-    let path = target.sidecar.path().display();
-    let holder = most_telling(target.sidecar.holders());
+fn log_waiting(lock: &dyn LockBackend) {
+    let path = lock.path().display();
+    let holder = most_telling(lock.holders());
     log::info!("waiting for lock on {path} held by {}", describe(holder.as_ref()));
 }

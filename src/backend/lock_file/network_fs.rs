@@ -11,27 +11,37 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
-use crate::sidecar::Sidecar;
-use crate::sys;
+use std::path::Path;
+
+use crate::sys::{self, FileKey};
 use crate::{NetworkFsPolicy, PackLockError};
 
-/// Applies `policy` to the file system of `sidecar`.
-pub(crate) fn check(sidecar: &Sidecar, policy: NetworkFsPolicy) -> Result<(), PackLockError> {
-    match unreliable_fs_type(sidecar.key().device()) {
-        Some(fs_type) => apply(sidecar, &fs_type, policy),
+/// Applies `policy` to the file system of the lock file `path`, whose
+/// identity is `key`.
+pub(crate) fn check(
+    path: &Path,
+    key: &FileKey,
+    policy: NetworkFsPolicy,
+) -> Result<(), PackLockError> {
+    match unreliable_fs_type(key.device()) {
+        Some(fs_type) => apply(path, key.device(), &fs_type, policy),
         None => Ok(()),
     }
 }
 
-fn apply(sidecar: &Sidecar, fs_type: &str, policy: NetworkFsPolicy) -> Result<(), PackLockError> {
-    let path = sidecar.path();
+fn apply(
+    path: &Path,
+    device: u64,
+    fs_type: &str,
+    policy: NetworkFsPolicy,
+) -> Result<(), PackLockError> {
     match policy {
         NetworkFsPolicy::Refuse => Err(PackLockError::UnreliableFileSystem {
             path: path.to_path_buf(),
             fs_type: fs_type.to_string(),
         }),
         NetworkFsPolicy::Warn => {
-            if first_warning_for(sidecar.key().device()) {
+            if first_warning_for(device) {
                 log::warn!(
                     "lock file {} is on a {fs_type} file system: its lock excludes other \
                      machines only if the server supports file locking",
@@ -97,19 +107,20 @@ mod tests {
 
     #[test]
     fn refuse_fails_with_the_type_and_warn_locks_anyway() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let sidecar = Sidecar::open(&dir.path().join("lock")).expect("open");
-        let refused = apply(&sidecar, "nfs4", NetworkFsPolicy::Refuse).expect_err("refused");
+        let path = Path::new("/mnt/share/.pack-lock");
+        let refused = apply(path, 1, "nfs4", NetworkFsPolicy::Refuse).expect_err("refused");
         let message = refused.to_string();
         assert!(message.contains("nfs4") && message.contains("lock"), "{message}");
-        assert!(apply(&sidecar, "nfs4", NetworkFsPolicy::Warn).is_ok());
+        assert!(apply(path, 1, "nfs4", NetworkFsPolicy::Warn).is_ok());
     }
 
     #[test]
     fn local_file_systems_pass_even_when_refusing() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let sidecar = Sidecar::open(&dir.path().join("lock")).expect("open");
+        let path = dir.path().join("lock");
+        std::fs::write(&path, "").expect("create");
+        let key = FileKey::at_path(&path).expect("stat");
         // The test machine keeps its temp dir on a local file system.
-        assert!(check(&sidecar, NetworkFsPolicy::Refuse).is_ok());
+        assert!(check(&path, &key, NetworkFsPolicy::Refuse).is_ok());
     }
 }

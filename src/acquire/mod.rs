@@ -1,0 +1,220 @@
+//! The acquire pipeline, shared by every way of waiting: the sync and
+//! async acquires of [`PackLock`](crate::PackLock) only choose how it
+//! waits ([`Wait`]) and how it is driven (polled once, parked until a
+//! deadline, or awaited).
+//!
+//! 0. record the lock in the caller's thread's or task's record of what it
+//!    holds (failing a re-entrant acquire, reporting a tier out of order);
+//! 1. take the lock's in-process slot;
+//! 2. fast path: try the backend's lock without blocking, on the caller's
+//!    thread;
+//! 3. slow path: block in the backend's lock — on the caller's thread for
+//!    sync callers, on the `blocking` pool for async ones;
+//! 4. check the lock is still current (for a file: still the one the path
+//!    names; it may have been deleted, renamed away or renamed over); if
+//!    not, reopen and start again.
+
+pub(crate) mod claim;
+pub(crate) mod drive;
+mod offload;
+mod wait_log;
+
+pub(crate) use offload::note_process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{LockBackend, Mode};
+use crate::held::{Checks, HeldContext, Registration};
+use crate::holder::most_telling;
+use crate::options::Options;
+use crate::registry::SlotGuard;
+use crate::shared_lease::Now;
+use crate::target::{CurrentTarget, Target};
+use crate::{PackLockError, PackLockHold};
+use claim::Claim;
+use wait_log::WaitWatch;
+
+/// How an acquire may wait for the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all: report [`PackLockError::Busy`] instead.
+    Never,
+    /// By blocking the calling thread.
+    Thread,
+    /// By awaiting, without ever blocking the executor thread.
+    Task,
+}
+
+/// The one acquire pipeline. With [`Wait::Never`] and [`Wait::Thread`] the
+/// future never returns `Pending`, so sync callers can poll it once.
+/// `held` is the caller's record of held tiers and locks (none for async
+/// code outside a tier scope).
+pub(crate) async fn run(
+    current: &CurrentTarget,
+    options: &Options,
+    wait: Wait,
+    mut held: Option<Arc<HeldContext>>,
+) -> Result<PackLockHold, PackLockError> {
+    let mut waiter =
+        Waiter { wait, log_after: options.log_wait_after, watch: WaitWatch::default() };
+    let mode = options.mode();
+    let mut target = current.get()?;
+    // Step 0: record the lock file as the caller's (a `try_acquire` cannot
+    // deadlock, so it is not checked).
+    let mut checks = if wait == Wait::Never { Checks::Nothing } else { Checks::ReentryAndOrder };
+    loop {
+        let registration = match held.take() {
+            Some(held) => {
+                Some(held.enter_lock(Arc::clone(&target.backend), options.tier, checks)?)
+            }
+            None => None,
+        };
+        let claim = take_slot(Arc::clone(&target), mode, &mut waiter).await?;
+        let claim = match mode {
+            Mode::Exclusive => lock_os(claim, &mut waiter).await?,
+            Mode::Shared => share_os_lock(claim, &mut waiter).await?,
+        };
+        let backend = Arc::clone(&target.backend);
+        if backend.is_current()? {
+            if let Some(since) = waiter.watch.since() {
+                let path = backend.path().display();
+                log::debug!("acquired lock on {path} after {:?}", since.elapsed());
+            }
+            if let (true, Some(label)) = (claim.took_the_lock(), &options.label) {
+                backend.record_holder(label);
+            }
+            return Ok(PackLockHold::new(claim, registration, options.tier));
+        }
+        log::debug!("lock {} was replaced while we waited; reopening", backend.path().display());
+        drop(claim);
+        // The entry names the old file: give it up, so that the next pass
+        // records the new one, and checks that the caller does not hold the
+        // new one already. The tier order was checked (and reported) once.
+        held = registration.map(Registration::leave);
+        if checks == Checks::ReentryAndOrder {
+            checks = Checks::Reentry;
+        }
+        current.reopen(&target)?;
+        target = current.get()?;
+    }
+}
+
+/// How one acquire waits, and what it notes while it does.
+struct Waiter {
+    wait: Wait,
+    log_after: Duration,
+    watch: WaitWatch,
+}
+
+impl Waiter {
+    /// The acquire cannot have the lock at once: fails with `Busy` (naming
+    /// the holder where known) if it may not wait; otherwise notes the wait.
+    fn must_wait(&mut self, target: &Arc<Target>) -> Result<(), PackLockError> {
+        if self.wait == Wait::Never {
+            return Err(busy(&*target.backend));
+        }
+        self.watch.waiting(&target.backend, self.log_after);
+        Ok(())
+    }
+}
+
+/// `Busy`, naming the current holder of `lock` where it can be known.
+fn busy(lock: &dyn LockBackend) -> PackLockError {
+    let holder = most_telling(lock.holders());
+    PackLockError::Busy { path: lock.path().to_path_buf(), holder }
+}
+
+/// Step 1: the in-process slot, for writing (exclusive) or reading (shared).
+async fn take_slot(
+    target: Arc<Target>,
+    mode: Mode,
+    waiter: &mut Waiter,
+) -> Result<Claim, PackLockError> {
+    let slot = &target.slot;
+    let ready = match mode {
+        Mode::Exclusive => slot.try_write_arc().map(SlotGuard::Exclusive),
+        Mode::Shared => slot.try_read_arc().map(SlotGuard::Shared),
+    };
+    if let Some(guard) = ready {
+        return Ok(Claim::new(guard, target));
+    }
+    waiter.must_wait(&target)?;
+    let guard = match (mode, waiter.wait) {
+        (Mode::Exclusive, Wait::Thread) => SlotGuard::Exclusive(slot.write_arc_blocking()),
+        (Mode::Exclusive, _) => SlotGuard::Exclusive(slot.write_arc().await),
+        (Mode::Shared, Wait::Thread) => SlotGuard::Shared(slot.read_arc_blocking()),
+        (Mode::Shared, _) => SlotGuard::Shared(slot.read_arc().await),
+    };
+    Ok(Claim::new(guard, target))
+}
+
+/// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
+/// else by waiting as the waiter may.
+async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
+    if claim.try_lock()? {
+        return Ok(claim);
+    }
+    let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
+    Ok(claim)
+}
+
+/// Steps 2 and 3 for a shared claim: join the process's shared OS lock if
+/// another shared hold has it; otherwise take it, holding the `taking`
+/// mutex so that the other readers of this process wait here rather than
+/// in the kernel.
+///
+/// An acquire that may not wait is `Busy` only when an exclusive lock
+/// exists: when the OS refuses it, or when another acquire of this process
+/// waits in the kernel because the OS refused it. It waits for another
+/// acquire's non-blocking attempt rather than mistake it for a conflict.
+async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
+    let lease = Arc::clone(claim.shared_lease());
+    if claim.try_join(&lease) {
+        return Ok(claim);
+    }
+    let taking = match (waiter.wait, lease.try_take()) {
+        (_, Some(taking)) => taking,
+        (Wait::Never, None) => match lease.join_or_take_now() {
+            Now::Joined(share) => {
+                claim.joined(share);
+                return Ok(claim);
+            }
+            Now::Taking(taking) => taking,
+            Now::Busy => return Err(busy(claim.backend())),
+        },
+        (wait, None) => {
+            waiter.must_wait(claim.target())?;
+            lease.take(wait == Wait::Thread).await
+        }
+    };
+    // Another reader may have taken it while we waited for `taking`.
+    if claim.try_join(&lease) || claim.try_lock()? {
+        return Ok(claim);
+    }
+    waiter.must_wait(claim.target())?;
+    taking.waiting_in_os();
+    let (claim, _taking) = wait_for_os_lock(claim, taking, waiter).await?;
+    Ok(claim)
+}
+
+/// Step 3: the OS lock is busy, so wait for it as the waiter may. An async
+/// wait runs on the blocking pool (or, in a forked child, on a thread of
+/// its own: see [`offload`]), and the job owns the claim and `passenger`
+/// (whatever else must stay held while it waits), so a caller that goes
+/// away leaves a job that releases everything once granted.
+async fn wait_for_os_lock<P: Send + 'static>(
+    claim: Claim,
+    passenger: P,
+    waiter: &mut Waiter,
+) -> Result<(Claim, P), PackLockError> {
+    waiter.must_wait(claim.target())?;
+    let path = claim.backend().path();
+    log::debug!("waiting for lock on {}: another process holds it", path.display());
+    let path = path.to_path_buf();
+    let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
+    match waiter.wait {
+        Wait::Task => offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?,
+        _ => job(),
+    }
+}
