@@ -10,7 +10,7 @@ use crate::{NetworkFsPolicy, PACK_LOCK_FILE_NAME, PackLock, PackLockError, Tier}
 /// Builds a [`PackLock`] with options; made by [`PackLock::builder`] or
 /// [`PackLock::builder_for_file`].
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::PackLock;
@@ -51,7 +51,7 @@ impl PackLock {
     /// [`PackLockError::NotARegularFile`] when the sidecar path is a
     /// directory, a FIFO, a socket or a device.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -75,7 +75,7 @@ impl PackLock {
     /// FIFO, a socket or a device, [`PackLockError::Io`] when it cannot be
     /// created or opened (for example because a parent is a regular file).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -91,7 +91,7 @@ impl PackLock {
 
     /// Starts a [`PackLockBuilder`] for the sidecar lock of directory `dir`.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -107,7 +107,7 @@ impl PackLock {
 
     /// Starts a [`PackLockBuilder`] for an explicit lock file path.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -142,7 +142,7 @@ impl PackLockBuilder {
     /// else with [`PackLockError::InvalidFileName`]. Has no effect on a
     /// builder made by [`PackLock::builder_for_file`].
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::{PackLock, PackLockError};
@@ -168,7 +168,7 @@ impl PackLockBuilder {
     /// atomically (it releases the old lock first, letting others in). To
     /// change mode, release and acquire a lock opened the other way.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::PackLock;
@@ -209,7 +209,7 @@ impl PackLockBuilder {
     /// a locked file cannot be read by other processes, so they see no
     /// record.)
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -232,7 +232,7 @@ impl PackLockBuilder {
     /// duration works: [`Duration::MAX`] (or any threshold past what an
     /// [`Instant`](std::time::Instant) can hold) means never.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -252,7 +252,7 @@ impl PackLockBuilder {
     /// holds the tier too, so taking it while holding a tier of equal or
     /// higher rank is a violation (see [`TierPolicy`](crate::TierPolicy)).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::{PackLock, Tier};
@@ -280,7 +280,7 @@ impl PackLockBuilder {
     /// skips locking silently. Detected on Linux; elsewhere every file
     /// system is taken as local.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::{NetworkFsPolicy, PackLock};
@@ -309,7 +309,7 @@ impl PackLockBuilder {
     /// naming the path when the directory or file cannot be created or
     /// opened (a parent that is a regular file, a NUL byte, no permission).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {

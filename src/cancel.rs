@@ -17,7 +17,7 @@ use event_listener::{Event, EventListener};
 /// Implement it for your own token type to pass it to
 /// [`PackLock::acquire_cancellable`](crate::PackLock::acquire_cancellable).
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{CancelSignal, CancellationToken};
@@ -41,7 +41,7 @@ pub trait CancelSignal {
 /// [child token](Self::child_token) is cancelled with its parent but can be
 /// cancelled alone.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{CancellationToken, PackLock, PackLockErrorOrCancelled};
@@ -80,7 +80,7 @@ struct State {
 impl CancellationToken {
     /// A new token, not cancelled.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// assert!(!packlock::CancellationToken::new().is_cancelled());
@@ -92,7 +92,7 @@ impl CancellationToken {
     /// Requests cancellation: wakes every waiter of this token and of its
     /// children. Idempotent.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// let token = packlock::CancellationToken::new();
@@ -107,7 +107,7 @@ impl CancellationToken {
     /// Whether cancellation has been requested (of this token or of an
     /// ancestor).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// let token = packlock::CancellationToken::new();
@@ -121,7 +121,7 @@ impl CancellationToken {
 
     /// A future that completes once cancellation is requested.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// let token = packlock::CancellationToken::new();
@@ -139,7 +139,7 @@ impl CancellationToken {
     /// A new token that is cancelled when this one is (now or later), and
     /// that can also be cancelled on its own without affecting this one.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// let parent = packlock::CancellationToken::new();
@@ -200,7 +200,7 @@ impl CancelSignal for CancellationToken {
 
 /// The future returned by [`CancellationToken::cancelled`].
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// let token = packlock::CancellationToken::new();

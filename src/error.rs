@@ -12,7 +12,7 @@ use crate::holder::describe;
 /// Every variant that concerns a file names it, so the message alone tells the
 /// user which path to look at.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{PackLock, PackLockError};
@@ -35,6 +35,7 @@ pub enum PackLockError {
     /// An operating-system call on `path` failed: creating the directory,
     /// opening the lock file, or taking or releasing the OS lock.
     #[error("lock file I/O failed on `{}`: {source}", path.display())]
+    #[non_exhaustive]
     Io {
         /// The file or directory the failing call was about.
         path: PathBuf,
@@ -155,7 +156,7 @@ impl PackLockError {
 /// [`PackLock::acquire_until`](crate::PackLock::acquire_until)) returned
 /// without the lock.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{CancellationToken, PackLock, PackLockErrorOrCancelled};
@@ -172,6 +173,10 @@ impl PackLockError {
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+// The two variants are the whole meaning of this type ("cancelled, or
+// a lock error"), so they are not `#[non_exhaustive]` each: that would make
+// every match spell `Cancelled { .. }` and `Lock(e, ..)`. The enum is, so
+// that a variant can still be added.
 pub enum PackLockErrorOrCancelled {
     /// The cancel signal fired before the lock was had. Nothing is held or
     /// queued afterwards.
@@ -186,7 +191,7 @@ pub enum PackLockErrorOrCancelled {
 impl PackLockErrorOrCancelled {
     /// Whether the acquire was cancelled (rather than failing).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// assert!(packlock::PackLockErrorOrCancelled::Cancelled.is_cancelled());

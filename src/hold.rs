@@ -23,7 +23,7 @@ use crate::{PackLockError, Tier};
 /// counting for the acquiring thread until the thread that now owns it
 /// calls [`adopt`](Self::adopt).
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -64,7 +64,7 @@ impl PackLockHold {
     /// the adopting thread's lock order. Nothing is checked: adopting
     /// cannot make anyone wait. The lock itself is untouched.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -98,7 +98,7 @@ impl PackLockHold {
 
     /// The path of the locked file.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -124,7 +124,7 @@ impl PackLockHold {
     /// [`PackLockError::Replaced`] when the file was deleted or replaced,
     /// [`PackLockError::Io`] when it cannot be checked.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -154,7 +154,7 @@ impl PackLockHold {
     /// only for a broken descriptor; the OS still releases the lock when the
     /// last handle to the file closes.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 /// A holder of a lock, as far as it can be known.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{PackLock, PackLockError};

@@ -320,7 +320,7 @@ pub use tier::{Tier, TierPolicy, set_tier_policy, tier_policy};
 /// [`PackLock::open`]`(dir)` locks `<dir>/.pack-lock`. Exported so that tools
 /// can hide it (for example in a `.gitignore`).
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// assert_eq!(packlock::PACK_LOCK_FILE_NAME, ".pack-lock");

@@ -27,7 +27,7 @@ use crate::{CancelSignal, Holder, PackLockError, PackLockErrorOrCancelled, PackL
 /// `PackLock` can be shared (for example in an `Arc`) by many threads and
 /// tasks, which then take turns.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::PackLock;
@@ -59,7 +59,7 @@ impl PackLock {
 
     /// The lock file's path (absolute).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -75,7 +75,7 @@ impl PackLock {
 
     /// Whether this lock takes shared holds ([`PackLockBuilder::shared`](crate::PackLockBuilder::shared)).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -91,7 +91,7 @@ impl PackLock {
 
     /// The lock's [`Tier`], if it was [given one](crate::PackLockBuilder::tier).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -111,7 +111,7 @@ impl PackLock {
     /// of the last labelled holder, which may be stale. Empty when the lock
     /// is free or nothing can be known.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -141,7 +141,7 @@ impl PackLock {
     /// [`with_tier_scope`](crate::with_tier_scope), this task) already holds
     /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # fn main() -> Result<(), packlock::PackLockError> {
@@ -178,7 +178,7 @@ impl PackLock {
     /// [`PackLockError::Reentrant`] when this thread already holds it,
     /// [`PackLockError::Io`] when the OS lock call fails.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
@@ -217,7 +217,7 @@ impl PackLock {
     /// this process taking the OS lock waits for that non-blocking attempt
     /// (microseconds) and then joins it or tries itself.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::{PackLock, PackLockError};
@@ -252,7 +252,7 @@ impl PackLock {
     /// [`with_tier_scope`](crate::with_tier_scope), this task already holds
     /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// # futures_lite::future::block_on(async {
@@ -282,7 +282,7 @@ impl PackLock {
     /// [`PackLockErrorOrCancelled::Cancelled`] when the token fired first,
     /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::{CancellationToken, PackLock};
@@ -320,7 +320,7 @@ impl PackLock {
     /// [`PackLockErrorOrCancelled::Cancelled`] when `signal` completed first,
     /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use packlock::{PackLock, PackLockErrorOrCancelled};
@@ -369,7 +369,7 @@ impl PackLock {
     /// [`PackLockError::TimedOut`] when `sleep` completed first; giving up
     /// leaves nothing behind, as with [`acquire_until`](Self::acquire_until).
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;

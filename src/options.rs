@@ -46,7 +46,7 @@ impl Default for Options {
 /// What to do when a lock file is on a network or FUSE file system, where
 /// `flock` excludes other machines only if the server supports it.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{NetworkFsPolicy, PackLock};

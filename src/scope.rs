@@ -27,7 +27,7 @@ use crate::held::{Entered, HeldContext, Registration};
 /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic), when the thread or task already holds a
 /// tier of equal or higher rank.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{Tier, with_tier};
@@ -48,7 +48,7 @@ pub fn with_tier<R>(tier: Tier, f: impl FnOnce() -> R) -> R {
 /// A guard removes its own entry when dropped — wherever and in whatever
 /// order — so it never disturbs other entries.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{Tier, TierGuard};
@@ -71,7 +71,7 @@ impl TierGuard {
     /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic), when the thread or task already holds a
     /// tier of equal or higher rank.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// let guard = packlock::TierGuard::push(packlock::Tier::new(1, "scheduler"));
@@ -108,7 +108,7 @@ impl TierGuard {
 /// an executor as a task of its own is polled by the executor, outside any
 /// scope, and so checks only its own holds.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{PackLock, Tier, with_tier_scope};
@@ -136,7 +136,7 @@ pub fn with_tier_scope<F: Future>(future: F) -> TierScope<F> {
 pin_project_lite::pin_project! {
     /// The future returned by [`with_tier_scope`].
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// let scoped: packlock::TierScope<_> = packlock::with_tier_scope(async { 1 });

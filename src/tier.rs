@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// ones. Two code paths that take the same locks in opposite orders can
 /// deadlock; ranks make the order explicit and checked.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::Tier;
@@ -30,7 +30,7 @@ pub struct Tier {
 impl Tier {
     /// A tier of rank `rank`, named `name` in messages.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// const BACKEND: packlock::Tier = packlock::Tier::new(3, "backend");
@@ -42,7 +42,7 @@ impl Tier {
 
     /// The rank: locks are taken in strictly increasing rank.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// assert_eq!(packlock::Tier::new(4, "manifest").rank(), 4);
@@ -53,7 +53,7 @@ impl Tier {
 
     /// The name used in messages.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// assert_eq!(packlock::Tier::new(4, "manifest").name(), "manifest");
@@ -71,7 +71,7 @@ impl fmt::Display for Tier {
 
 /// What happens when a tier is taken out of order.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use packlock::{TierPolicy, set_tier_policy, tier_policy};
@@ -95,7 +95,7 @@ static POLICY: AtomicU8 = AtomicU8::new(DEFAULT_POLICY);
 
 /// Sets what happens on a tier violation, for the whole process.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// packlock::set_tier_policy(packlock::TierPolicy::Panic);
@@ -112,7 +112,7 @@ pub fn set_tier_policy(policy: TierPolicy) {
 /// and [`TierPolicy::Log`] in release builds unless [`set_tier_policy`]
 /// changed it.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// let expected = if cfg!(debug_assertions) {

@@ -17,7 +17,7 @@ use crate::{PackLock, PackLockError, PackLockHold};
 /// [`PackLockError::TimedOut`] when the lock was not had in time; nothing is
 /// held or queued afterwards.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use std::time::Duration;

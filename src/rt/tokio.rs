@@ -16,7 +16,7 @@ use crate::{CancelSignal, PackLock, PackLockError, PackLockHold};
 /// [`PackLockError::TimedOut`] when the lock was not had in time; nothing is
 /// held or queued afterwards.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use std::time::Duration;
