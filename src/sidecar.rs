@@ -98,7 +98,10 @@ impl Sidecar {
         if std::process::id() != self.opened_by {
             return Ok(());
         }
-        retry_interrupted(|| self.file.unlock()).map_err(|e| self.error(e))
+        match retry_interrupted(|| self.file.unlock()) {
+            Err(e) if is_wine_not_locked(&e) => Ok(()),
+            result => result.map_err(|e| self.error(e)),
+        }
     }
 
     /// Whether `path` still names this very file: one `stat`, compared with
@@ -147,6 +150,24 @@ fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()>
     }
 }
 
+/// Whether an unlock failed only because Wine answers "not locked" unlike
+/// Windows. std's `unlock` calls `UnlockFile` twice (a handle may hold both
+/// an exclusive and a shared lock) and accepts `ERROR_NOT_LOCKED` from the
+/// second call, which finds nothing left to unlock. Wine answers that call
+/// with `ERROR_LOCK_VIOLATION` instead, after the first call has released the
+/// lock. Either answer means this handle holds no lock on the file now, which
+/// is what unlocking is for; Windows itself never gives it for an unlock.
+#[cfg(windows)]
+fn is_wine_not_locked(e: &io::Error) -> bool {
+    const ERROR_LOCK_VIOLATION: i32 = 33;
+    e.raw_os_error() == Some(ERROR_LOCK_VIOLATION)
+}
+
+#[cfg(not(windows))]
+fn is_wine_not_locked(_: &io::Error) -> bool {
+    false
+}
+
 /// Which file a lock file is, for the in-process registry and the identity
 /// check: `(device, inode)` on Unix, so every alias (symlink, hard link, bind
 /// mount) of one file has one key.
@@ -183,16 +204,42 @@ impl FileKey {
     }
 }
 
+/// On Windows, `(volume serial number, file index)`, as the OS reports them
+/// for an open handle: every alias (hard link, symlink, another spelling of
+/// the path) of one file has one key, and a replacement has another.
+#[cfg(windows)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileKey {
+    volume: u64,
+    index: u64,
+}
+
+#[cfg(windows)]
+impl FileKey {
+    fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
+        Self::of(file)
+    }
+
+    fn at_path(path: &Path) -> io::Result<Self> {
+        Self::of(winapi_util::Handle::from_path_any(path)?.as_file())
+    }
+
+    fn of(file: &File) -> io::Result<Self> {
+        let info = winapi_util::file::information(file)?;
+        Ok(Self { volume: info.volume_serial_number(), index: info.file_index() })
+    }
+}
+
 /// Elsewhere std offers no stable file index, so a file is known by its
 /// canonical path plus its creation time (which tells a replacement apart).
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FileKey {
     canonical: PathBuf,
     created: Option<std::time::SystemTime>,
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 impl FileKey {
     fn of_open(file: &File, path: &Path) -> io::Result<Self> {
         let created = file.metadata()?.created().ok();
