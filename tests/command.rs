@@ -7,6 +7,8 @@
 //! binary's path from cargo's JSON messages (which honours any target
 //! directory or build directory setting).
 
+// Unix only: the tests build the example with cargo and use sh, kill and
+// signal exit codes, none of which a test under Wine can run.
 #![cfg(unix)]
 
 mod common;
