@@ -11,6 +11,9 @@
 //! executor (tokio multi-thread and current-thread, smol, async-std,
 //! `futures_lite::future::block_on`).
 
+// Some imports serve only the Linux tests (flock(1), /proc).
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports))]
+
 mod common;
 
 use std::future::Future;

@@ -2,6 +2,8 @@
 //! process: exit codes, waiting, shared holds, `--status`, and that the
 //! command it runs inherits no lock.
 
+// Unix only: the tests build the example with cargo and use sh, kill and
+// signal exit codes, none of which a test under Wine can run.
 #![cfg(unix)]
 
 mod common;

@@ -2,6 +2,8 @@
 //! `flock`) by pid, a packlock holder also by label — and a wait that
 //! outlasts its threshold logs one info line naming the holder.
 
+// Linux only: holder pids come from /proc/locks, and the other holder is
+// util-linux flock(1).
 #![cfg(target_os = "linux")]
 
 mod common;

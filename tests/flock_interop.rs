@@ -1,6 +1,7 @@
 //! Interoperation with util-linux `flock(1)`, in both directions: each
 //! excludes the other on the same lock file.
 
+// Linux only: the other side is util-linux flock(1).
 #![cfg(target_os = "linux")]
 
 mod common;

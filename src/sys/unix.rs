@@ -65,3 +65,8 @@ pub(crate) fn special_file_kind(file_type: &fs::FileType) -> Option<&'static str
         None
     }
 }
+
+/// Whether a failed unlock still left the file unlocked: never on Unix.
+pub(crate) fn unlock_error_means_unlocked(_error: &io::Error) -> bool {
+    false
+}

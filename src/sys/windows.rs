@@ -1,39 +1,54 @@
-//! Windows: files are known by their canonical path and creation time, and
+//! Windows: files are known by volume and file index, and
 //! `seek_read`/`seek_write` read and write at explicit offsets.
 
 use std::fs::{self, File};
 use std::io;
 use std::os::windows::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
-/// Which file a lock file is: std offers no stable file index on Windows,
-/// so a file is known by its canonical path plus its creation time (which
-/// tells a replacement apart).
+/// Which file a lock file is: `(volume serial number, file index)`, as the
+/// OS reports them for an open handle, so every alias (hard link, symlink,
+/// another spelling of the path) of one file has one key, and a
+/// replacement has another.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FileKey {
-    canonical: PathBuf,
-    created: Option<SystemTime>,
+    volume: u64,
+    index: u64,
 }
 
 impl FileKey {
-    /// The identity of the open file `file` (opened from `path`).
-    pub(crate) fn of_open(file: &File, path: &Path) -> io::Result<Self> {
-        let created = file.metadata()?.created().ok();
-        Ok(Self { canonical: fs::canonicalize(path)?, created })
+    /// The identity of the open file `file`.
+    pub(crate) fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
+        Self::of(file)
     }
 
     /// The identity of the file `path` names now.
     pub(crate) fn at_path(path: &Path) -> io::Result<Self> {
-        let created = fs::metadata(path)?.created().ok();
-        Ok(Self { canonical: fs::canonicalize(path)?, created })
+        Self::of(winapi_util::Handle::from_path_any(path)?.as_file())
     }
 
-    /// The file system the file is on, as far as it matters here: nothing
-    /// tells file system types apart on Windows, so all are one.
-    pub(crate) fn device(&self) -> u64 {
-        0
+    fn of(file: &File) -> io::Result<Self> {
+        let info = winapi_util::file::information(file)?;
+        Ok(Self { volume: info.volume_serial_number(), index: info.file_index() })
     }
+
+    /// The volume the file is on.
+    pub(crate) fn device(&self) -> u64 {
+        self.volume
+    }
+}
+
+/// Whether an unlock failed only because Wine answers "not locked" unlike
+/// Windows. std's `unlock` calls `UnlockFile` twice (a handle may hold both
+/// an exclusive and a shared lock) and accepts `ERROR_NOT_LOCKED` from the
+/// second call, which finds nothing left to unlock. Wine answers that call
+/// with `ERROR_LOCK_VIOLATION` instead, after the first call has released the
+/// lock. Either answer means this handle holds no lock on the file now, which
+/// is what unlocking is for; Windows itself never gives it for an unlock.
+/// (`.ci/wine/deviations/unlock-twice.c` shows it.)
+pub(crate) fn unlock_error_means_unlocked(error: &io::Error) -> bool {
+    const ERROR_LOCK_VIOLATION: i32 = 33;
+    error.raw_os_error() == Some(ERROR_LOCK_VIOLATION)
 }
 
 /// Reads into `buf` from `offset`.

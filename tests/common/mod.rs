@@ -414,3 +414,25 @@ pub fn rename_new_file_over(path: &Path) {
     std::fs::write(&fresh, b"").expect("create replacement");
     std::fs::rename(&fresh, path).expect("rename over the lock file");
 }
+
+/// Whether deleting an open file, or renaming another file over it, takes
+/// its name away at once, as on Unix and on Windows 10 and later (POSIX
+/// semantics). Wine keeps a deleted open file at its path until the last
+/// handle closes and refuses to rename over an open file
+/// (`.ci/wine/deviations/replace-open-file.c`): there a held lock file
+/// cannot be replaced at all, so tests of what replacing does have nothing
+/// to test.
+pub fn open_files_can_be_replaced() -> bool {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let deleted = dir.path().join("deleted");
+    std::fs::write(&deleted, b"").expect("create probe");
+    let _open = std::fs::File::open(&deleted).expect("open probe");
+    let name_went = std::fs::remove_file(&deleted).is_ok() && !deleted.exists();
+
+    let replaced = dir.path().join("replaced");
+    std::fs::write(&replaced, b"").expect("create probe");
+    let _open = std::fs::File::open(&replaced).expect("open probe");
+    let fresh = dir.path().join("fresh");
+    std::fs::write(&fresh, b"").expect("create replacement");
+    name_went && std::fs::rename(&fresh, &replaced).is_ok()
+}

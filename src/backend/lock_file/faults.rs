@@ -46,6 +46,9 @@ pub(crate) fn injected(path: &Path, call: Call) -> Option<io::Error> {
 #[cfg(test)]
 mod tests {
     use super::{Call, fail};
+    use crate::NetworkFsPolicy;
+    use crate::backend::lock_file::LockFile;
+    use crate::backend::{LockBackend, Mode};
     use crate::{PackLock, PackLockError};
 
     fn assert_io_error_naming(result: Result<crate::PackLockHold, PackLockError>, lock: &PackLock) {
@@ -83,10 +86,10 @@ mod tests {
     fn a_failing_blocking_lock_call_is_a_clear_error_and_holds_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let lock = PackLock::open(dir.path()).expect("open");
-        // Hold the OS lock through a plain second open file, so that our
-        // acquire finds it busy and goes on to the blocking call.
-        let blocker = std::fs::File::open(lock.path()).expect("open");
-        blocker.lock().expect("lock");
+        // Hold the OS lock through a second open file, so that our acquire
+        // finds it busy and goes on to the blocking call.
+        let blocker = LockFile::open(lock.path(), NetworkFsPolicy::Warn).expect("open");
+        blocker.lock(Mode::Exclusive).expect("lock");
         let fault = fail(lock.path(), Call::Blocking);
         let results = std::thread::scope(|scope| {
             let on_this_thread = scope.spawn(|| lock.acquire());

@@ -122,7 +122,10 @@ impl LockBackend for LockFile {
         if std::process::id() != self.opened_by {
             return Ok(());
         }
-        retry_interrupted(|| self.file.unlock()).map_err(|e| self.error(e))
+        match retry_interrupted(|| self.file.unlock()) {
+            Err(e) if sys::unlock_error_means_unlocked(&e) => Ok(()),
+            result => result.map_err(|e| self.error(e)),
+        }
     }
 
     /// Whether `path` still names this very file: one `stat`, compared with
