@@ -12,7 +12,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use packlock::{PackLock, PackLockError};
+use packlock::PackLock;
+#[cfg(unix)] // only the Unix-only tests below inspect errors
+use packlock::PackLockError;
 
 /// A record as packlock writes it, from a process that is long gone.
 const OLD_RECORD: &str = "packlock-holder 1\npid 4000000000\nsince 1500\nlabel old\nend\n";
