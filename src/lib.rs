@@ -263,6 +263,9 @@ mod hold;
 mod holder;
 mod lock;
 mod options;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 mod record;
 mod registry;
 pub mod rt;
