@@ -41,7 +41,7 @@ impl ServerConfig {
     pub(crate) fn parse(text: &str) -> Result<ServerConfig, ServerError> {
         let (rest, tls) = if is_url(text) { split_url(text)? } else { split_key_values(text)? };
         let mut client = tokio_postgres::Config::from_str(&rest)
-            .map_err(|e| invalid(e.to_string().replace("invalid configuration: ", "")))?;
+            .map_err(|e| invalid(super::error::reason(&e)))?;
         let tls = tls.into_mode()?;
         client.ssl_mode(match tls {
             TlsMode::Disable => SslMode::Disable,

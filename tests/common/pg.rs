@@ -250,3 +250,13 @@ impl Drop for PgCluster {
         self.stop();
     }
 }
+
+/// Makes `path` the server's (when running as root), mode 0600: what
+/// PostgreSQL demands of a TLS key.
+pub fn give_to_server(path: &Path) {
+    if is_root() {
+        std::os::unix::fs::chown(path, Some(id_of("-u")), Some(id_of("-g"))).expect("chown");
+    }
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+}
