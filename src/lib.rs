@@ -304,6 +304,9 @@ mod acquire;
 mod builder;
 mod hold;
 mod lock;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 pub mod rt;
 
 pub use builder::PackLockBuilder;

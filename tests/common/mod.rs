@@ -9,6 +9,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+#[cfg(all(unix, feature = "postgres"))]
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

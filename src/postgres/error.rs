@@ -1,0 +1,145 @@
+//! [`ServerError`]: why talking to the lock server failed. Every message
+//! names the server as host, port and database — never its password.
+
+/// Why connecting to a [`LockServer`](super::LockServer), or a lock
+/// operation on it, failed.
+///
+/// Messages name the server (`host:port/dbname as user`) so that the user
+/// knows where to look; they never contain the password.
+///
+/// # Example
+///
+/// ```
+/// use packlock::postgres::{LockServer, ServerError};
+///
+/// // A typo in an option name is refused before anything is sent.
+/// let err = LockServer::connect("host=localhost pasword=secret").unwrap_err();
+/// assert!(matches!(err, ServerError::InvalidConnectionString { .. }));
+/// assert!(!err.to_string().contains("secret"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The connection string could not be understood. The message says
+    /// which option is wrong, never its value (it may be a password).
+    #[error("invalid lock server connection string: {reason}")]
+    #[non_exhaustive]
+    InvalidConnectionString {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The server could not be reached, or refused us (wrong password, no
+    /// such database or role, TLS required or refused).
+    #[error("cannot connect to lock server {server}: {reason}")]
+    #[non_exhaustive]
+    Connect {
+        /// The server, as `host:port/dbname as user`.
+        server: String,
+        /// Why, as the client or the server reported it.
+        reason: String,
+    },
+
+    /// The lock tables could not be created or used, most often because
+    /// the role lacks a privilege (see the module documentation).
+    #[error("lock server {server}: cannot set up schema `{schema}`: {reason}")]
+    #[non_exhaustive]
+    Schema {
+        /// The server, as `host:port/dbname as user`.
+        server: String,
+        /// The schema that holds the lock tables.
+        schema: String,
+        /// What the server reported.
+        reason: String,
+    },
+
+    /// A lock name is empty, too long or contains a NUL character.
+    #[error("invalid lock name {name:?}: {reason}")]
+    #[non_exhaustive]
+    InvalidName {
+        /// The name (its first 64 characters when it is longer).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The schema name given to the builder is not usable.
+    #[error("invalid schema name {schema:?}: {reason}")]
+    #[non_exhaustive]
+    InvalidSchema {
+        /// The schema name as given.
+        schema: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A lock operation failed on the server, or the session it ran on was
+    /// lost (connection closed, server restarted, backend terminated).
+    #[error("lock server {server}: {what} of lock {name:?} failed: {reason}")]
+    #[non_exhaustive]
+    Operation {
+        /// The server, as `host:port/dbname as user`.
+        server: String,
+        /// The operation: `acquire`, `release`, `fence`, `holders`, ...
+        what: &'static str,
+        /// The lock name.
+        name: String,
+        /// What the client or the server reported.
+        reason: String,
+    },
+
+    /// This process already holds the named lock through this server; the
+    /// in-process registry must share one hold per name.
+    #[error("lock {name:?} is already held by this process on lock server {server}")]
+    #[non_exhaustive]
+    AlreadyHeld {
+        /// The server, as `host:port/dbname as user`.
+        server: String,
+        /// The lock name.
+        name: String,
+    },
+
+    /// A wait for a lock was cancelled. Nothing is held afterwards.
+    #[error("wait for lock {name:?} on lock server {server} was cancelled")]
+    #[non_exhaustive]
+    Cancelled {
+        /// The server, as `host:port/dbname as user`.
+        server: String,
+        /// The lock name.
+        name: String,
+    },
+}
+
+impl ServerError {
+    /// Whether this is a cancelled wait.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use packlock::postgres::ServerError;
+    /// # let err = packlock::postgres::LockServer::connect("pasword=x").unwrap_err();
+    /// assert!(!err.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Cancelled { .. })
+    }
+}
+
+/// A client error as one line: the server's own message for a database
+/// error (with its SQLSTATE), else the client's message and its cause.
+/// Neither ever contains the password.
+pub(crate) fn reason(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}

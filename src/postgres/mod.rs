@@ -1,0 +1,79 @@
+//! Named locks on a PostgreSQL server (feature `postgres`), for exclusion
+//! beyond one machine: session-level advisory locks, each with a fencing
+//! token.
+//!
+//! ```no_run
+//! use packlock::postgres::LockServer;
+//!
+//! # fn main() -> Result<(), packlock::postgres::ServerError> {
+//! // Once per process; clones share its sessions.
+//! let server = LockServer::connect("host=db.internal user=packs dbname=locks sslmode=verify-full \
+//!                                   sslrootcert=/etc/ssl/db-ca.pem")?;
+//! // or, from async code on any executor:
+//! // let server = LockServer::connect_async(conn_str).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The client
+//!
+//! The server is reached with `tokio-postgres`, driven by a thread of
+//! packlock's own running a small single-threaded tokio runtime, one per
+//! [`LockServer`]: the host needs no tokio runtime, and sync code, smol,
+//! async-std and tokio hosts all use it alike. TLS is rustls with the ring
+//! provider, set from the connection string as libpq reads it: `sslmode`
+//! `disable`, `prefer` (the default: encrypt if the server offers, without
+//! checking its certificate), `require` (encrypt, no check; with
+//! `sslrootcert` as `verify-ca`), `verify-ca` and `verify-full` (with the
+//! CA in `sslrootcert`, a PEM file, or libpq's `~/.postgresql/root.crt`).
+//! Client certificates are not supported yet.
+//!
+//! # Locks, names and fences
+//!
+//! A lock is a name: any UTF-8 string of 1 to [`MAX_NAME_LEN`] bytes
+//! without NUL, always sent as a bound query parameter. Each name gets a
+//! row in a table created on first use in the schema `packlock` (see
+//! [`LockServerBuilder::schema`]); its id and the table's OID are the two
+//! keys of a session-level advisory lock, so two names never share a lock.
+//! Every exclusive acquire increments the name's **fence** and commits it
+//! before returning: the fence a holder gets is larger than any an earlier
+//! holder got, even across server restarts, so a storage service that
+//! remembers the largest fence it has seen can refuse writes from a holder
+//! that lost its lock without knowing it.
+//!
+//! # Sessions
+//!
+//! A lock lives as long as the session that took it. A `LockServer` opens
+//! one session for every lock it gets without waiting, and one more for
+//! each lock it has to wait for — kept while that lock is held, then kept
+//! idle (at most one) for the next wait. So a process uses at most
+//! `1 + (locks waited for and still waiting or held) + 1` sessions, plus a
+//! short-lived connection per cancel request. When a session is lost
+//! (server restart, failover, a cut connection noticed by TCP keepalives,
+//! `pg_terminate_backend`), its locks are gone: holds report it, and the
+//! next operation opens a new session.
+//!
+//! # Privileges
+//!
+//! The role connects to the database and, on first use, creates the schema
+//! and its two tables (`CREATE` on the database). Later, or when an
+//! administrator created them, it needs `USAGE` on the schema, `SELECT`,
+//! `INSERT`, `UPDATE` on `names` and `SELECT`, `INSERT`, `UPDATE`, `DELETE`
+//! on `holds`. To see the client address of holders logged in as other
+//! roles it needs `pg_read_all_stats`.
+
+mod cancel;
+mod config;
+mod driver;
+mod error;
+mod holders;
+mod schema;
+mod server;
+mod session;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+pub use error::ServerError;
+pub use schema::MAX_NAME_LEN;
+pub use server::{DEFAULT_SCHEMA, LockServer, LockServerBuilder};

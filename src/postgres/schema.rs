@@ -1,0 +1,166 @@
+//! The lock tables, created on first use in a schema of their own
+//! (default `packlock`):
+//!
+//! * `names (id, name, fence, created)`: one row per lock name. The id, an
+//!   `integer` unique in the table, is the lock's second advisory key; the
+//!   first is the table's own OID, unique in the database, so locks of two
+//!   schemas (or of other programs keyed by their tables' OIDs) never meet.
+//!   `fence` counts exclusive acquires.
+//! * `holds (pid, lock_id, backend_start, since, label)`: who holds what,
+//!   keyed by backend pid, with the full label (`application_name` is cut
+//!   at 63 bytes). Rows of sessions that ended are ignored: a row counts
+//!   only while its backend (pid and start time) holds the advisory lock.
+//!
+//! Several processes may create the tables at once: creation runs in one
+//! transaction under a transaction-level advisory lock, so the racing
+//! `CREATE ... IF NOT EXISTS` statements never meet. A role that may not
+//! create the schema can still use tables an administrator made.
+
+use tokio_postgres::Client;
+
+use super::error::ServerError;
+
+/// The longest lock name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The advisory lock (one-key form, transaction level) around creation:
+/// "packlock" in ASCII.
+const CREATE_LOCK_KEY: i64 = 0x7061_636b_6c6f_636b;
+
+/// Where the lock tables of one schema are.
+#[derive(Clone, Debug)]
+pub(crate) struct Tables {
+    /// The OID of the names table: the first key of every advisory lock.
+    pub(crate) class: u32,
+    /// `"schema".names`, quoted.
+    pub(crate) names: String,
+    /// `"schema".holds`, quoted.
+    pub(crate) holds: String,
+}
+
+impl Tables {
+    /// The first advisory key as the `integer` the two-key functions take.
+    pub(crate) fn class_key(&self) -> i32 {
+        i32::from_ne_bytes(self.class.to_ne_bytes())
+    }
+}
+
+/// Checks a schema name given to the builder.
+pub(crate) fn check_schema(schema: &str) -> Result<(), ServerError> {
+    let reason = if schema.is_empty() {
+        "empty"
+    } else if schema.len() > 63 {
+        "longer than 63 bytes"
+    } else if schema.contains('\0') {
+        "contains a NUL character"
+    } else {
+        return Ok(());
+    };
+    Err(ServerError::InvalidSchema { schema: schema.to_string(), reason })
+}
+
+/// Checks a lock name: any UTF-8 of 1 to [`MAX_NAME_LEN`] bytes, without
+/// NUL (which PostgreSQL text cannot hold).
+pub(crate) fn check_name(name: &str) -> Result<(), ServerError> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "longer than 1024 bytes"
+    } else if name.contains('\0') {
+        "contains a NUL character"
+    } else {
+        return Ok(());
+    };
+    Err(ServerError::InvalidName { name: name.chars().take(64).collect(), reason })
+}
+
+fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Finds the tables of `schema`, creating them if they do not exist.
+pub(crate) async fn ensure(client: &Client, schema: &str) -> Result<Tables, tokio_postgres::Error> {
+    let quoted = quote_ident(schema);
+    let names = format!("{quoted}.names");
+    let holds = format!("{quoted}.holds");
+    if let Some(class) = find(client, &names, &holds).await? {
+        return Ok(Tables { class, names, holds });
+    }
+    // CREATE SCHEMA needs the CREATE privilege on the database even with
+    // IF NOT EXISTS: skip it where an administrator made the schema.
+    let has_schema = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
+    let create_schema = !client.query_one(has_schema, &[&schema]).await?.get::<_, bool>(0);
+    client.batch_execute(&create_sql(&quoted, create_schema, &names, &holds)).await?;
+    let class = find(client, &names, &holds).await?;
+    // Just created in a committed transaction: there unless dropped since.
+    Ok(Tables { class: class.unwrap_or_default(), names, holds })
+}
+
+/// The OID of the names table, if both tables exist.
+async fn find(
+    client: &Client,
+    names: &str,
+    holds: &str,
+) -> Result<Option<u32>, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT to_regclass($1)::oid, to_regclass($2) IS NOT NULL", &[&names, &holds])
+        .await?;
+    let class: Option<u32> = row.get(0);
+    let holds_exist: bool = row.get(1);
+    Ok(class.filter(|_| holds_exist))
+}
+
+/// One simple-protocol string: one implicit transaction, rolled back
+/// whole on any error, under a transaction-level advisory lock.
+fn create_sql(schema: &str, create_schema: bool, names: &str, holds: &str) -> String {
+    let schema = if create_schema {
+        format!("CREATE SCHEMA IF NOT EXISTS {schema};")
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT pg_advisory_xact_lock({CREATE_LOCK_KEY});
+         {schema}
+         CREATE TABLE IF NOT EXISTS {names} (
+             id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+             name text NOT NULL UNIQUE CHECK (octet_length(name) BETWEEN 1 AND {MAX_NAME_LEN}),
+             fence bigint NOT NULL DEFAULT 0,
+             created timestamptz NOT NULL DEFAULT now()
+         );
+         COMMENT ON TABLE {names} IS
+             'packlock: lock names; (this table''s OID, id) are the advisory lock keys, \
+              fence counts exclusive acquires';
+         CREATE TABLE IF NOT EXISTS {holds} (
+             pid integer NOT NULL,
+             lock_id integer NOT NULL,
+             backend_start timestamptz,
+             since timestamptz NOT NULL,
+             label text,
+             PRIMARY KEY (pid, lock_id)
+         );
+         COMMENT ON TABLE {holds} IS
+             'packlock: labels of holders by backend pid; rows count only while the backend \
+              holds the lock';"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("a").is_ok());
+        assert!(check_name(&"é".repeat(MAX_NAME_LEN / 2)).is_ok());
+        for bad in [String::new(), "x".repeat(MAX_NAME_LEN + 1), "a\0b".into()] {
+            let err = check_name(&bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid lock name"), "{err}");
+            assert!(err.len() < 200, "an over-long name is cut in messages: {err}");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,752 @@
+//! [`LockServer`]: a connection to the lock server, shared by every lock of
+//! a process, and the lock operations the acquire pipeline wraps.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::cancel::WaitCancel;
+use super::config::ServerConfig;
+use super::driver::{Driver, Task};
+use super::error::{ServerError, reason};
+use super::holders::{self, ServerHolder};
+use super::schema::{self, Tables};
+use super::session::Session;
+use super::tls;
+
+/// The schema that holds the lock tables unless the builder names another.
+pub const DEFAULT_SCHEMA: &str = "packlock";
+
+/// How many sessions that waited for a lock are kept open, idle, for the
+/// next wait once their lock is released.
+const IDLE_WAITERS: usize = 1;
+
+/// A PostgreSQL server that holds named locks: session-level advisory
+/// locks with fencing tokens.
+///
+/// Connect once per process and share it: clones are cheap and use the
+/// same sessions. Connecting checks the server at once — reachable, the
+/// credentials accepted, the lock tables there or created — and fails with
+/// an error naming the server (never the password). A session lost later
+/// (server restarted, connection cut, backend terminated) ends the locks it
+/// held; the next operation opens a new one.
+///
+/// # Example
+///
+/// ```no_run
+/// use packlock::postgres::LockServer;
+///
+/// # fn main() -> Result<(), packlock::postgres::ServerError> {
+/// let server = LockServer::connect("host=db.internal user=packs dbname=locks")?;
+/// println!("locks on {server}"); // db.internal:5432/locks as packs
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LockServer {
+    inner: Arc<Inner>,
+}
+
+/// Options for [`LockServer`]: for now the schema of the lock tables.
+///
+/// # Example
+///
+/// ```no_run
+/// use packlock::postgres::LockServer;
+///
+/// # fn main() -> Result<(), packlock::postgres::ServerError> {
+/// let server = LockServer::builder("postgresql://packs@db.internal/locks?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem")
+///     .schema("build_locks")
+///     .connect()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LockServerBuilder {
+    connection: String,
+    schema: String,
+}
+
+struct Inner {
+    config: ServerConfig,
+    /// `host:port/dbname as user`, for every message.
+    server: String,
+    schema: String,
+    tls: MakeRustlsConnect,
+    tables: Tables,
+    /// The session of every hold taken without waiting.
+    main: tokio::sync::Mutex<Arc<Session>>,
+    /// Sessions that waited for a lock and were released since.
+    idle: Mutex<Vec<Arc<Session>>>,
+    /// Lock name -> id in the names table.
+    ids: Mutex<HashMap<String, i32>>,
+    /// The locks this process holds, or is acquiring, through this server.
+    holds: Mutex<HashMap<String, Slot>>,
+    /// Last, so that the client thread stops after the sessions are dropped.
+    driver: Driver,
+}
+
+enum Slot {
+    /// An acquire of this name is under way.
+    Reserved,
+    Held(Hold),
+}
+
+#[derive(Clone)]
+struct Hold {
+    session: Arc<Session>,
+    id: i32,
+    shared: bool,
+    /// Held by a session of its own (it had to wait), not the main one.
+    own_session: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LockServer {
+    /// Connects to the server named by `connection`: libpq's
+    /// `key=value` form or a `postgresql://` URL, with `sslmode` (`disable`,
+    /// `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert`
+    /// as libpq reads them. Blocks the calling thread until connected.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use packlock::postgres::LockServer;
+    ///
+    /// # fn main() -> Result<(), packlock::postgres::ServerError> {
+    /// let server = LockServer::connect("host=db.internal user=packs dbname=locks")?;
+    /// let same = LockServer::connect("postgresql://packs@db.internal/locks")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect(connection: &str) -> Result<LockServer, ServerError> {
+        LockServer::builder(connection).connect()
+    }
+
+    /// [`connect`](Self::connect) for async code: the connection is made on
+    /// packlock's client thread, so no executor thread ever blocks, under
+    /// any executor.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use packlock::postgres::LockServer;
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let server = LockServer::connect_async("host=db.internal user=packs dbname=locks").await?;
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// # });
+    /// ```
+    pub async fn connect_async(connection: &str) -> Result<LockServer, ServerError> {
+        LockServer::builder(connection).connect_async().await
+    }
+
+    /// Options beyond the connection string.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let server = packlock::postgres::LockServer::builder("host=db.internal user=packs")
+    ///     .schema("ci_locks")
+    ///     .connect()?;
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// ```
+    pub fn builder(connection: &str) -> LockServerBuilder {
+        LockServerBuilder { connection: connection.to_string(), schema: DEFAULT_SCHEMA.into() }
+    }
+
+    /// The schema of the lock tables.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let server = packlock::postgres::LockServer::connect("host=db.internal user=packs")?;
+    /// assert_eq!(server.schema(), "packlock");
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// ```
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+}
+
+impl LockServerBuilder {
+    /// The schema that holds the lock tables (default [`DEFAULT_SCHEMA`]),
+    /// created on first use when the role may. Locks of different schemas
+    /// never exclude each other.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let server = packlock::postgres::LockServer::builder("host=db.internal user=packs")
+    ///     .schema("ci_locks")
+    ///     .connect()?;
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// ```
+    pub fn schema(mut self, schema: &str) -> LockServerBuilder {
+        self.schema = schema.to_string();
+        self
+    }
+
+    /// Connects, blocking the calling thread (see [`LockServer::connect`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let server = packlock::postgres::LockServer::builder("host=db.internal user=packs")
+    ///     .connect()?;
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// ```
+    pub fn connect(self) -> Result<LockServer, ServerError> {
+        let (driver, config, server) = self.prepare()?;
+        let connecting = connect_on_client_thread(config, server.clone(), self.schema);
+        finish(driver.block_on(connecting), driver, &server)
+    }
+
+    /// Connects without blocking any executor thread (see
+    /// [`LockServer::connect_async`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # futures_lite::future::block_on(async {
+    /// let server = packlock::postgres::LockServer::builder("host=db.internal user=packs")
+    ///     .connect_async()
+    ///     .await?;
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// # });
+    /// ```
+    pub async fn connect_async(self) -> Result<LockServer, ServerError> {
+        let (driver, config, server) = self.prepare()?;
+        let connecting = connect_on_client_thread(config, server.clone(), self.schema);
+        finish(driver.spawn(connecting).await, driver, &server)
+    }
+
+    fn prepare(&self) -> Result<(Driver, ServerConfig, String), ServerError> {
+        schema::check_schema(&self.schema)?;
+        let config = ServerConfig::parse(&self.connection)?;
+        let server = config.describe();
+        let driver = Driver::start().map_err(|e| ServerError::Connect {
+            server: server.clone(),
+            reason: format!("cannot start the client thread: {e}"),
+        })?;
+        Ok((driver, config, server))
+    }
+}
+
+/// What connecting makes on the client thread.
+struct Connected {
+    config: ServerConfig,
+    schema: String,
+    tls: MakeRustlsConnect,
+    tables: Tables,
+    main: Session,
+}
+
+async fn connect_on_client_thread(
+    config: ServerConfig,
+    server: String,
+    schema: String,
+) -> Result<Connected, ServerError> {
+    let tls = tls::connector(&config.tls, &server)?;
+    let main = Session::open(&config, &tls, &server).await?;
+    let tables = schema::ensure(&main.client, &schema).await.map_err(|e| ServerError::Schema {
+        server: server.clone(),
+        schema: schema.clone(),
+        reason: reason(&e),
+    })?;
+    Ok(Connected { config, schema, tls, tables, main })
+}
+
+fn finish(
+    connected: Option<Result<Connected, ServerError>>,
+    driver: Driver,
+    server: &str,
+) -> Result<LockServer, ServerError> {
+    let connected = connected.ok_or_else(|| ServerError::Connect {
+        server: server.to_string(),
+        reason: "the client thread stopped".into(),
+    })??;
+    Ok(LockServer {
+        inner: Arc::new(Inner {
+            server: server.to_string(),
+            config: connected.config,
+            schema: connected.schema,
+            tls: connected.tls,
+            tables: connected.tables,
+            main: tokio::sync::Mutex::new(Arc::new(connected.main)),
+            idle: Mutex::default(),
+            ids: Mutex::default(),
+            holds: Mutex::default(),
+            driver,
+        }),
+    })
+}
+
+impl fmt::Display for LockServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.server)
+    }
+}
+
+impl fmt::Debug for LockServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockServer")
+            .field("server", &self.inner.server)
+            .field("schema", &self.inner.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for LockServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = ServerConfig::parse(&self.connection)
+            .map_or_else(|_| "(invalid connection string)".to_string(), |c| c.describe());
+        f.debug_struct("LockServerBuilder")
+            .field("server", &server)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+// The operations the acquire pipeline wraps. Each runs on the client
+// thread; the sync forms block the calling thread, the async ones await on
+// any executor.
+#[allow(dead_code)] // wrapped by the acquire pipeline's backend; tested below
+impl LockServer {
+    /// Takes `name` if it is free: `Some(fence)` when had, `None` when
+    /// another session holds it (exclusively, or at all for an exclusive
+    /// try). An exclusive acquire increments and commits the name's fence
+    /// before returning it; a shared one returns the current fence.
+    pub(crate) fn try_lock(&self, name: &str, shared: bool) -> Result<Option<u64>, ServerError> {
+        self.run("acquire", name, self.inner.clone().try_lock(name.to_string(), shared))
+    }
+
+    /// Waits for `name`, blocking the calling thread, until had or until
+    /// `cancel` is cancelled (from another thread).
+    pub(crate) fn lock(
+        &self,
+        name: &str,
+        shared: bool,
+        cancel: &WaitCancel,
+    ) -> Result<u64, ServerError> {
+        let waiting = self.inner.clone().lock(name.to_string(), shared, cancel.clone());
+        self.run("acquire", name, waiting)
+    }
+
+    /// [`lock`](Self::lock) for async code. Dropping the future cancels the
+    /// wait; a lock had meanwhile is released.
+    pub(crate) fn lock_async(&self, name: &str, shared: bool, cancel: &WaitCancel) -> LockWait {
+        let waiting = self.inner.clone().lock(name.to_string(), shared, cancel.clone());
+        LockWait {
+            task: Some(self.inner.driver.spawn(waiting)),
+            cancel: cancel.clone(),
+            server: self.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Releases `name`, held through this server by this process.
+    pub(crate) fn unlock(&self, name: &str) -> Result<(), ServerError> {
+        self.run("release", name, self.inner.clone().unlock(name.to_string()))
+    }
+
+    /// The name's fence: how many exclusive acquires it has seen.
+    pub(crate) fn fence(&self, name: &str) -> Result<u64, ServerError> {
+        self.run("fence", name, self.inner.clone().fence(name.to_string()))
+    }
+
+    /// Who holds `name`, from the server's lock table.
+    pub(crate) fn holders(&self, name: &str) -> Result<Vec<ServerHolder>, ServerError> {
+        self.run("holders", name, self.inner.clone().holders(name.to_string()))
+    }
+
+    /// Records `label` as the label of this process's hold of `name`.
+    pub(crate) fn record_holder(&self, name: &str, label: &str) -> Result<(), ServerError> {
+        let recording = self.inner.clone().record_holder(name.to_string(), label.to_string());
+        self.run("label", name, recording)
+    }
+
+    /// Whether this process still holds `name`: false once its session was
+    /// lost (connection closed, server restarted, backend terminated), or
+    /// when it never held it. Asks the server.
+    pub(crate) fn is_current(&self, name: &str) -> Result<bool, ServerError> {
+        self.run("check", name, self.inner.clone().is_current(name.to_string()))
+    }
+
+    /// The backend pid of the session holding `name`, if held (tests
+    /// terminate it to lose a session).
+    pub(crate) fn holder_pid(&self, name: &str) -> Option<i32> {
+        match lock(&self.inner.holds).get(name) {
+            Some(Slot::Held(hold)) => Some(hold.session.pid),
+            _ => None,
+        }
+    }
+
+    /// How many sessions this server has open (tests check the bound).
+    pub(crate) fn open_sessions(&self) -> usize {
+        let holds = lock(&self.inner.holds);
+        let waited = holds
+            .values()
+            .filter(|slot| matches!(slot, Slot::Held(h) if h.own_session && !h.session.is_lost()))
+            .count();
+        1 + waited + lock(&self.inner.idle).len()
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        name: &str,
+        operation: impl Future<Output = Result<T, ServerError>> + Send + 'static,
+    ) -> Result<T, ServerError> {
+        let done = self.inner.driver.block_on(operation);
+        done.unwrap_or_else(|| {
+            Err(self.inner.error(what, name, "the client thread stopped".into()))
+        })
+    }
+}
+
+/// An async wait for a server lock ([`LockServer::lock_async`]).
+pub(crate) struct LockWait {
+    task: Option<Task<Result<u64, ServerError>>>,
+    cancel: WaitCancel,
+    server: LockServer,
+    name: String,
+}
+
+impl Future for LockWait {
+    type Output = Result<u64, ServerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(Err(self.server.inner.error(
+                "acquire",
+                &self.name,
+                "polled after completion".into(),
+            )));
+        };
+        let done = std::task::ready!(Pin::new(task).poll(cx));
+        self.task = None;
+        let stopped = || self.server.inner.error("acquire", &self.name, "client stopped".into());
+        Poll::Ready(done.unwrap_or_else(|| Err(stopped())))
+    }
+}
+
+impl Drop for LockWait {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else { return };
+        // Abandoned: stop the wait, and release a lock it got meanwhile.
+        self.cancel.cancel();
+        let inner = self.server.inner.clone();
+        let name = std::mem::take(&mut self.name);
+        self.server.inner.driver.spawn(async move {
+            if let Some(Ok(_)) = task.await
+                && let Err(e) = inner.clone().unlock(name).await
+            {
+                log::warn!("{e}");
+            }
+        });
+    }
+}
+
+/// Takes the name's slot back out of the table unless the acquire holds.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    name: &'a str,
+    held: bool,
+}
+
+impl Reservation<'_> {
+    fn hold(mut self, hold: Hold) {
+        lock(&self.inner.holds).insert(self.name.to_string(), Slot::Held(hold));
+        self.held = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.held {
+            lock(&self.inner.holds).remove(self.name);
+        }
+    }
+}
+
+impl Inner {
+    fn error(&self, what: &'static str, name: &str, reason: String) -> ServerError {
+        ServerError::Operation { server: self.server.clone(), what, name: name.to_string(), reason }
+    }
+
+    fn query_error(
+        &self,
+        what: &'static str,
+        name: &str,
+        e: &tokio_postgres::Error,
+    ) -> ServerError {
+        self.error(what, name, reason(e))
+    }
+
+    fn cancelled(&self, name: &str) -> ServerError {
+        ServerError::Cancelled { server: self.server.clone(), name: name.to_string() }
+    }
+
+    /// Marks `name` as being acquired; fails if this process holds it or is
+    /// acquiring it through this server already.
+    fn reserve<'a>(&'a self, name: &'a str) -> Result<Reservation<'a>, ServerError> {
+        schema::check_name(name)?;
+        let mut holds = lock(&self.holds);
+        if holds.contains_key(name) {
+            return Err(ServerError::AlreadyHeld {
+                server: self.server.clone(),
+                name: name.to_string(),
+            });
+        }
+        holds.insert(name.to_string(), Slot::Reserved);
+        Ok(Reservation { inner: self, name, held: false })
+    }
+
+    fn held(&self, name: &str) -> Option<Hold> {
+        match lock(&self.holds).get(name) {
+            Some(Slot::Held(hold)) => Some(hold.clone()),
+            _ => None,
+        }
+    }
+
+    /// The main session, reconnected if it was lost.
+    async fn main_session(&self) -> Result<Arc<Session>, ServerError> {
+        let mut main = self.main.lock().await;
+        if main.is_lost() {
+            log::info!("lock server {}: session lost; reconnecting", self.server);
+            *main = Arc::new(Session::open(&self.config, &self.tls, &self.server).await?);
+        }
+        Ok(main.clone())
+    }
+
+    /// A session to wait on: an idle one, or a new one.
+    async fn waiting_session(&self) -> Result<Arc<Session>, ServerError> {
+        while let Some(session) = lock(&self.idle).pop() {
+            if !session.is_lost() {
+                return Ok(session);
+            }
+        }
+        Ok(Arc::new(Session::open(&self.config, &self.tls, &self.server).await?))
+    }
+
+    fn return_waiting_session(&self, session: Arc<Session>) {
+        let mut idle = lock(&self.idle);
+        if !session.is_lost() && idle.len() < IDLE_WAITERS {
+            idle.push(session);
+        }
+    }
+
+    /// The id of `name` in the names table, inserted on first use.
+    async fn name_id(&self, name: &str) -> Result<i32, ServerError> {
+        if let Some(id) = lock(&self.ids).get(name) {
+            return Ok(*id);
+        }
+        let session = self.main_session().await?;
+        let names = &self.tables.names;
+        let insert = format!(
+            "INSERT INTO {names} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id"
+        );
+        let failed = |e| self.query_error("acquire", name, &e);
+        let inserted = session.client.query_opt(&insert, &[&name]).await.map_err(failed)?;
+        let id: i32 = match inserted {
+            Some(row) => row.get(0),
+            // Inserted by someone else, maybe just now: a new statement sees it.
+            None => {
+                let select = format!("SELECT id FROM {names} WHERE name = $1");
+                session.client.query_one(&select, &[&name]).await.map_err(failed)?.get(0)
+            }
+        };
+        lock(&self.ids).insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    async fn try_lock(
+        self: Arc<Self>,
+        name: String,
+        shared: bool,
+    ) -> Result<Option<u64>, ServerError> {
+        let reservation = self.reserve(&name)?;
+        let id = self.name_id(&name).await?;
+        let session = self.main_session().await?;
+        let function = if shared { "pg_try_advisory_lock_shared" } else { "pg_try_advisory_lock" };
+        let sql = format!("SELECT {function}($1, $2)");
+        let row = session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await;
+        let got: bool = row.map_err(|e| self.query_error("acquire", &name, &e))?.get(0);
+        if !got {
+            return Ok(None);
+        }
+        let fence = self.granted(&session, &name, id, shared).await?;
+        reservation.hold(Hold { session, id, shared, own_session: false });
+        Ok(Some(fence))
+    }
+
+    async fn lock(
+        self: Arc<Self>,
+        name: String,
+        shared: bool,
+        cancel: WaitCancel,
+    ) -> Result<u64, ServerError> {
+        // Uncontended, the main session takes it and no other is needed.
+        if cancel.is_cancelled() {
+            return Err(self.cancelled(&name));
+        }
+        if let Some(fence) = self.clone().try_lock(name.clone(), shared).await? {
+            return Ok(fence);
+        }
+        let reservation = self.reserve(&name)?;
+        let id = self.name_id(&name).await?;
+        let session = self.waiting_session().await?;
+        let function = if shared { "pg_advisory_lock_shared" } else { "pg_advisory_lock" };
+        let sql = format!("SELECT {function}($1, $2)");
+        let waited = {
+            let _armed = cancel.arm(session.cancel_token(), self.tls.clone());
+            if cancel.is_cancelled() {
+                self.return_waiting_session(session);
+                return Err(self.cancelled(&name));
+            }
+            session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await
+        };
+        match waited {
+            Err(e) if cancel.is_cancelled() && e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                self.return_waiting_session(session);
+                Err(self.cancelled(&name))
+            }
+            Err(e) => Err(self.query_error("acquire", &name, &e)),
+            Ok(_) if cancel.is_cancelled() => {
+                // Had just as the cancel came: give it back.
+                self.release(&session, &name, id, shared).await?;
+                self.return_waiting_session(session);
+                Err(self.cancelled(&name))
+            }
+            Ok(_) => {
+                let fence = self.granted(&session, &name, id, shared).await?;
+                reservation.hold(Hold { session, id, shared, own_session: true });
+                Ok(fence)
+            }
+        }
+    }
+
+    /// After the advisory lock is granted: bumps and commits the fence
+    /// (exclusive) or reads it (shared), and records the hold. On failure
+    /// the lock is released again.
+    async fn granted(
+        &self,
+        session: &Session,
+        name: &str,
+        id: i32,
+        shared: bool,
+    ) -> Result<u64, ServerError> {
+        let sql = holders::granted_sql(&self.tables, shared);
+        match session.client.query_one(&sql, &[&id]).await {
+            Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
+            Err(e) => {
+                let error = self.query_error("acquire", name, &e);
+                if let Err(e) = self.release(session, name, id, shared).await {
+                    log::warn!("{e}");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Unlocks on `session`, then forgets the hold's record.
+    async fn release(
+        &self,
+        session: &Session,
+        name: &str,
+        id: i32,
+        shared: bool,
+    ) -> Result<(), ServerError> {
+        let function = if shared { "pg_advisory_unlock_shared" } else { "pg_advisory_unlock" };
+        let sql = format!("SELECT {function}($1, $2)");
+        let row = session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await;
+        let released: bool = row.map_err(|e| self.query_error("release", name, &e))?.get(0);
+        if !released {
+            log::warn!("lock server {}: lock {name:?} was not held by its session", self.server);
+        }
+        let forget = format!(
+            "DELETE FROM {} WHERE pid = pg_backend_pid() AND lock_id = $1",
+            self.tables.holds
+        );
+        if let Err(e) = session.client.execute(&forget, &[&id]).await {
+            log::debug!(
+                "lock server {}: holder record of {name:?} stays: {}",
+                self.server,
+                reason(&e)
+            );
+        }
+        Ok(())
+    }
+
+    async fn unlock(self: Arc<Self>, name: String) -> Result<(), ServerError> {
+        let Some(hold) = self.held(&name) else {
+            return Err(self.error("release", &name, "not held by this process".into()));
+        };
+        lock(&self.holds).remove(&name);
+        if hold.session.is_lost() {
+            log::warn!("lock server {}: lock {name:?} was lost with its session", self.server);
+            return Ok(());
+        }
+        let released = self.release(&hold.session, &name, hold.id, hold.shared).await;
+        if hold.own_session && released.is_ok() {
+            self.return_waiting_session(hold.session);
+        }
+        released
+    }
+
+    async fn fence(self: Arc<Self>, name: String) -> Result<u64, ServerError> {
+        schema::check_name(&name)?;
+        let session = self.main_session().await?;
+        let sql = format!("SELECT fence FROM {} WHERE name = $1", self.tables.names);
+        let row = session.client.query_opt(&sql, &[&name]).await;
+        let fence: Option<i64> =
+            row.map_err(|e| self.query_error("fence", &name, &e))?.map(|r| r.get(0));
+        Ok(fence.and_then(|f| u64::try_from(f).ok()).unwrap_or(0))
+    }
+
+    async fn holders(self: Arc<Self>, name: String) -> Result<Vec<ServerHolder>, ServerError> {
+        schema::check_name(&name)?;
+        let session = self.main_session().await?;
+        holders::query(&session.client, &self.tables, &name)
+            .await
+            .map_err(|e| self.query_error("holders", &name, &e))
+    }
+
+    async fn record_holder(
+        self: Arc<Self>,
+        name: String,
+        label: String,
+    ) -> Result<(), ServerError> {
+        let Some(hold) = self.held(&name) else {
+            return Err(self.error("label", &name, "not held by this process".into()));
+        };
+        let sql = format!(
+            "UPDATE {} SET label = $2 WHERE pid = pg_backend_pid() AND lock_id = $1",
+            self.tables.holds
+        );
+        let done = hold.session.client.execute(&sql, &[&hold.id, &label]).await;
+        done.map(drop).map_err(|e| self.query_error("label", &name, &e))
+    }
+
+    async fn is_current(self: Arc<Self>, name: String) -> Result<bool, ServerError> {
+        let Some(hold) = self.held(&name) else { return Ok(false) };
+        if hold.session.is_lost() {
+            return Ok(false);
+        }
+        match holders::holds_now(&hold.session.client, &self.tables, hold.id).await {
+            Ok(held) => Ok(held),
+            Err(e) if e.is_closed() || hold.session.is_lost() => Ok(false),
+            Err(e) => Err(self.query_error("check", &name, &e)),
+        }
+    }
+}
