@@ -23,15 +23,12 @@ use event_listener::{Event, EventListener};
 /// use packlock::{CancelSignal, CancellationToken};
 ///
 /// let token = CancellationToken::new();
-/// assert!(!CancelSignal::is_cancelled(&token));
 /// token.cancel();
 /// futures_lite::future::block_on(CancelSignal::cancelled(&token)); // ready at once
 /// ```
 pub trait CancelSignal {
-    /// Whether cancellation has been requested.
-    fn is_cancelled(&self) -> bool;
-
-    /// Completes once cancellation has been requested.
+    /// Completes once cancellation has been requested (at once if it
+    /// already was). An acquire polls it before each attempt.
     fn cancelled(&self) -> impl Future<Output = ()> + Send + '_;
 }
 
@@ -189,10 +186,6 @@ impl fmt::Debug for CancellationToken {
 }
 
 impl CancelSignal for CancellationToken {
-    fn is_cancelled(&self) -> bool {
-        CancellationToken::is_cancelled(self)
-    }
-
     fn cancelled(&self) -> impl Future<Output = ()> + Send + '_ {
         CancellationToken::cancelled(self)
     }

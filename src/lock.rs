@@ -141,6 +141,13 @@ impl PackLock {
     /// [`with_tier_scope`](crate::with_tier_scope), this task) already holds
     /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
     ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic) (the default in
+    /// debug builds), when the lock has a [tier](crate::PackLockBuilder::tier)
+    /// at or below one the caller already holds or is acquiring; see
+    /// [`Tier`].
+    ///
     /// # Examples
     ///
     /// ```
@@ -177,6 +184,13 @@ impl PackLock {
     /// [`PackLockError::TimedOut`] when the lock was not had in time,
     /// [`PackLockError::Reentrant`] when this thread already holds it,
     /// [`PackLockError::Io`] when the OS lock call fails.
+    ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic) (the default in
+    /// debug builds), when the lock has a [tier](crate::PackLockBuilder::tier)
+    /// at or below one the caller already holds or is acquiring; see
+    /// [`Tier`].
     ///
     /// # Examples
     ///
@@ -252,6 +266,19 @@ impl PackLock {
     /// [`with_tier_scope`](crate::with_tier_scope), this task already holds
     /// the lock file; [`PackLockError::Io`] when the OS lock call fails.
     ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic) (the default in
+    /// debug builds), when the lock has a [tier](crate::PackLockBuilder::tier)
+    /// at or below one the caller already holds or is acquiring; see
+    /// [`Tier`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point gives up: nothing stays held or
+    /// queued, and a wait for another process that was already under way
+    /// releases the lock the moment it is granted.
+    ///
     /// # Examples
     ///
     /// ```
@@ -281,6 +308,19 @@ impl PackLock {
     ///
     /// [`PackLockErrorOrCancelled::Cancelled`] when the token fired first,
     /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
+    ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic) (the default in
+    /// debug builds), when the lock has a [tier](crate::PackLockBuilder::tier)
+    /// at or below one the caller already holds or is acquiring; see
+    /// [`Tier`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point gives up: nothing stays held or
+    /// queued, and a wait for another process that was already under way
+    /// releases the lock the moment it is granted.
     ///
     /// # Examples
     ///
@@ -319,6 +359,19 @@ impl PackLock {
     ///
     /// [`PackLockErrorOrCancelled::Cancelled`] when `signal` completed first,
     /// [`PackLockErrorOrCancelled::Lock`] when the acquire failed.
+    ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic) (the default in
+    /// debug builds), when the lock has a [tier](crate::PackLockBuilder::tier)
+    /// at or below one the caller already holds or is acquiring; see
+    /// [`Tier`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point gives up: nothing stays held or
+    /// queued, and a wait for another process that was already under way
+    /// releases the lock the moment it is granted.
     ///
     /// # Examples
     ///
@@ -368,6 +421,19 @@ impl PackLock {
     ///
     /// [`PackLockError::TimedOut`] when `sleep` completed first; giving up
     /// leaves nothing behind, as with [`acquire_until`](Self::acquire_until).
+    ///
+    /// # Panics
+    ///
+    /// Under [`TierPolicy::Panic`](crate::TierPolicy::Panic) (the default in
+    /// debug builds), when the lock has a [tier](crate::PackLockBuilder::tier)
+    /// at or below one the caller already holds or is acquiring; see
+    /// [`Tier`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point gives up: nothing stays held or
+    /// queued, and a wait for another process that was already under way
+    /// releases the lock the moment it is granted.
     ///
     /// # Examples
     ///

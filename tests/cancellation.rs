@@ -406,10 +406,6 @@ fn acquire_cancellable_takes_a_custom_signal() {
     struct Fixed(bool);
 
     impl CancelSignal for Fixed {
-        fn is_cancelled(&self) -> bool {
-            self.0
-        }
-
         async fn cancelled(&self) {
             if !self.0 {
                 future::pending::<()>().await;

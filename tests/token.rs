@@ -264,13 +264,13 @@ fn many_dropped_children_do_not_break_the_parent() {
 
 #[test]
 fn cancel_signal_trait_agrees_with_the_inherent_methods() {
-    fn via_trait(signal: &impl CancelSignal) -> (bool, bool) {
-        (signal.is_cancelled(), ready_at_once(signal.cancelled()))
+    fn via_trait(signal: &impl CancelSignal) -> bool {
+        ready_at_once(signal.cancelled())
     }
     let token = CancellationToken::new();
-    assert_eq!(via_trait(&token), (false, false));
+    assert_eq!((token.is_cancelled(), via_trait(&token)), (false, false));
     token.cancel();
-    assert_eq!(via_trait(&token), (true, true));
+    assert_eq!((token.is_cancelled(), via_trait(&token)), (true, true));
 }
 
 #[test]

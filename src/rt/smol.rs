@@ -15,6 +15,16 @@ use crate::{PackLock, PackLockError, PackLockHold};
 /// [`PackLockError::TimedOut`] when the lock was not had in time; nothing is
 /// held or queued afterwards.
 ///
+/// # Panics
+///
+/// As [`PackLock::acquire_async`]: under
+/// [`TierPolicy::Panic`](crate::TierPolicy::Panic), on a tier out of order.
+///
+/// # Cancel safety
+///
+/// Dropping the future gives up and leaves nothing held or queued, as with
+/// [`PackLock::acquire_until`].
+///
 /// # Examples
 ///
 /// ```

@@ -16,6 +16,16 @@ use crate::{CancelSignal, PackLock, PackLockError, PackLockHold};
 /// [`PackLockError::TimedOut`] when the lock was not had in time; nothing is
 /// held or queued afterwards.
 ///
+/// # Panics
+///
+/// As [`PackLock::acquire_async`]: under
+/// [`TierPolicy::Panic`](crate::TierPolicy::Panic), on a tier out of order.
+///
+/// # Cancel safety
+///
+/// Dropping the future gives up and leaves nothing held or queued, as with
+/// [`PackLock::acquire_until`].
+///
 /// # Examples
 ///
 /// ```
@@ -49,10 +59,6 @@ pub async fn acquire_timeout(
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl CancelSignal for tokio_util::sync::CancellationToken {
-    fn is_cancelled(&self) -> bool {
-        tokio_util::sync::CancellationToken::is_cancelled(self)
-    }
-
     fn cancelled(&self) -> impl Future<Output = ()> + Send + '_ {
         tokio_util::sync::CancellationToken::cancelled(self)
     }
