@@ -2,6 +2,10 @@
 //! works on it — across processes, and across threads and async tasks of one
 //! process — from sync code and from any async runtime.
 //!
+//! These docs are a tour of the API. The README, on the crate's page, is
+//! the long form: why each guarantee holds and where it ends, platforms,
+//! measured performance, and the `packlock` command.
+//!
 //! ```
 //! use packlock::PackLock;
 //!
@@ -85,32 +89,13 @@
 //! (or, with the `tokio` feature, a `tokio_util::sync::CancellationToken`)
 //! passed to [`acquire_cancellable`](PackLock::acquire_cancellable), by a
 //! signal future given to [`acquire_until`](PackLock::acquire_until), by a
-//! timeout, or simply by dropping the future. In every case:
-//!
-//! * **It is prompt.** The caller gets `Cancelled` as soon as its executor
-//!   polls it after the signal — whether it was queued behind other threads
-//!   and tasks of this process or waiting for another process in the OS
-//!   lock.
-//! * **Nothing is left behind.** A caller queued in the process leaves the
-//!   queue. A caller waiting for the OS lock was waiting through a job on
-//!   the `blocking` crate's pool (no OS call can be interrupted portably);
-//!   that job owns the in-process slot and the file, and when the kernel
-//!   finally grants the lock with nobody left to take it, it releases
-//!   everything at once — the lock is free again within milliseconds of the
-//!   other process letting go.
-//! * **Threads stay bounded.** Because only the holder of the in-process
-//!   slot goes to the OS lock, at most **one** pool thread per lock file per
-//!   process is ever parked in the kernel, however many acquires are
-//!   cancelled while another process holds the lock. (A design that moves
-//!   each blocking `flock` onto a pool leaves one parked thread per
-//!   cancelled acquire.)
-//!
-//! The sync [`acquire_timeout`](PackLock::acquire_timeout) works the same
-//! way: it drives the async pipeline on the calling thread, which parks
-//! until woken or until the deadline (it never spins). When the lock comes
-//! from another process it costs one thread wake-up (tens of microseconds)
-//! more than [`acquire`](PackLock::acquire), which waits in the OS call
-//! itself.
+//! timeout, or by dropping the future. Giving up is prompt (the caller gets
+//! `Cancelled` as soon as it is polled after the signal), leaves nothing
+//! held or queued (a wait for another process runs as a pool job that
+//! releases the lock the moment it is granted), and parks at most one pool
+//! thread per lock file per process however many acquires give up. The
+//! sync [`acquire_timeout`](PackLock::acquire_timeout) drives the same
+//! pipeline on the calling thread, parked until woken or the deadline.
 //!
 //! # Lock ordering
 //!
@@ -182,51 +167,30 @@
 //!
 //! # Guarantees and their limits
 //!
+//! In short — the README (on the crate's page) gives each with its reasons
+//! and the tests behind it:
+//!
 //! * While a [`PackLockHold`] lives, no other holder of the same lock file
-//!   exists in any process that uses `flock` on it, on the same machine.
-//! * A process that dies, even by `kill -9`, releases its locks at once: the
-//!   kernel drops them with its file descriptors.
-//! * **Network file systems**: on NFS, `flock` is emulated with byte-range
-//!   locks (Linux >= 2.6.12) and only works between machines when the server
-//!   supports locking; on some FUSE file systems it is local to one machine
-//!   or absent. packlock detects them on Linux and, per [`NetworkFsPolicy`],
-//!   locks and warns once (the default) or refuses to open; it never skips
-//!   locking silently. Keep lock files on local disks where you can.
-//! * **`fork`**: a child created by `fork(2)` shares the parent's open file
-//!   descriptions and therefore its locks. A hold the child inherited stays
-//!   the parent's: dropping it there never unlocks, so the child cannot
-//!   release the parent's lock. A [`PackLock`] the child inherited opens its
-//!   lock file anew at the child's first acquire, with an in-process queue
-//!   of the child's own, so the child waits for its parent (and the parent
-//!   for it) like any other process, even when another parent thread held
-//!   the lock at the fork, and what the child takes is free once it lets
-//!   go. Its async and timed waits run on threads of its own rather than on
-//!   the `blocking` pool it inherited, which counts parent threads the
-//!   child does not have (unless the parent never used packlock before the
-//!   fork). The limit: a mutex another parent thread held at the moment of
-//!   the fork stays locked in the child — in packlock as in any Rust code;
-//!   undoing that needs `pthread_atfork`, which code without `unsafe`
-//!   cannot register — so a child that uses a lock while a parent thread
-//!   was inside packlock can hang. Fork before starting threads, or fork
-//!   and `exec`: commands spawned with `std::process::Command` are
-//!   unaffected, and lock files are opened close-on-exec, so they inherit
-//!   no lock.
-//! * **Windows**: `LockFileEx` locks are mandatory, so while a lock is held
-//!   other processes cannot read or write the lock file's contents. packlock
-//!   never stores anything in it that others need to read.
-//! * Lock files must be regular files: directories, FIFOs, sockets and
-//!   devices are refused with [`PackLockError::NotARegularFile`]. A lock
-//!   file on a read-only file system, or one we may not write, is opened
-//!   read-only and locks all the same.
+//!   exists in any process on the machine that uses `flock` on it; a
+//!   process that dies, even by `kill -9`, releases its locks at once.
+//! * On network and FUSE file systems `flock` may not exclude other
+//!   machines: packlock warns or refuses ([`NetworkFsPolicy`]), never skips
+//!   locking silently.
+//! * A child made by `fork(2)` never releases its parent's lock, and a
+//!   [`PackLock`] it inherited reopens its file there, so the child waits
+//!   for its parent like any other process. A mutex another parent thread
+//!   held at the fork stays locked in the child (fork before starting
+//!   threads, or fork and `exec`).
+//! * Lock files must be regular files ([`PackLockError::NotARegularFile`]);
+//!   read-only ones lock all the same. packlock writes into a lock file only
+//!   when it is empty or holds nothing but its own holder record.
 //! * Any [`Duration`](std::time::Duration) is a valid timeout or wait-log
-//!   threshold: one whose deadline lies past what
-//!   [`Instant`](std::time::Instant) can hold means no limit (or never log).
+//!   threshold; one past what [`Instant`](std::time::Instant) can hold means
+//!   no limit.
 //! * Re-entrancy and tier checks follow threads and [`with_tier_scope`]
-//!   tasks, not holds: a hold moved elsewhere needs
-//!   [`PackLockHold::adopt`] to count for its new owner.
-//! * Deleting or replacing a lock file while it is held is not prevented;
-//!   the next acquirer detects it and reopens, and [`PackLockHold::validate`]
-//!   lets a holder detect it.
+//!   tasks, not holds: a hold moved elsewhere needs [`PackLockHold::adopt`].
+//! * Deleting or replacing a held lock file is not prevented: the next
+//!   acquirer reopens, and [`PackLockHold::validate`] tells a holder.
 //!
 //! # Shared mode
 //!
@@ -237,8 +201,9 @@
 //! by the last, so the process still sends at most one waiter to the
 //! kernel. A shared [`try_acquire`](PackLock::try_acquire) is
 //! [`Busy`](PackLockError::Busy) only when an exclusive lock is held, also
-//! while other shared acquires come and go. There is no upgrade or downgrade: `flock` converts a lock by
-//! releasing it first, which would let others in.
+//! while other shared acquires come and go. There is no upgrade or
+//! downgrade: `flock` converts a lock by releasing it first, which would
+//! let others in.
 //!
 //! # Who holds it
 //!
