@@ -62,6 +62,8 @@
 //! on `holds`. To see the client address of holders logged in as other
 //! roles it needs `pg_read_all_stats`.
 
+mod backend;
+mod builder;
 mod cancel;
 mod config;
 mod driver;
@@ -74,6 +76,7 @@ mod session;
 mod tests;
 mod tls;
 
+pub use builder::ServerLockBuilder;
 pub use error::ServerError;
 pub use schema::MAX_NAME_LEN;
 pub use server::{DEFAULT_SCHEMA, LockServer, LockServerBuilder};
