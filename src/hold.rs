@@ -157,8 +157,8 @@ impl PackLockHold {
     }
 
     /// The hold's fencing token, for locks that have one: a server lock
-    /// ([`LockServer::lock`](crate::postgres::LockServer::lock), feature
-    /// `postgres`) always has one, a lock file never (`None`).
+    /// (`postgres::LockServer::lock`, feature `postgres`) always has one,
+    /// a lock file never (`None`).
     ///
     /// An exclusive hold's fence was committed by the server before the
     /// acquire returned, and is larger than that of every earlier exclusive
@@ -181,6 +181,7 @@ impl PackLockHold {
     /// ```
     ///
     /// ```no_run
+    /// # #[cfg(feature = "postgres")]
     /// # fn main() -> Result<(), packlock::PackLockError> {
     /// let server = packlock::postgres::LockServer::connect("host=db user=packs dbname=locks")?;
     /// let hold = server.lock("packs/foo").open()?.acquire()?;
@@ -189,6 +190,8 @@ impl PackLockHold {
     /// # let _ = fence;
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "postgres"))]
+    /// # fn main() {}
     /// ```
     pub fn fence(&self) -> Option<u64> {
         self.grant.fence
@@ -211,20 +214,34 @@ impl PackLockHold {
     ///
     /// ```no_run
     /// use futures_lite::future;
+    /// use packlock::PackLockError;
     ///
-    /// # future::block_on(async {
-    /// let server = packlock::postgres::LockServer::connect_async("host=db user=packs").await?;
-    /// let lock = server.lock("nightly-compaction").open()?;
-    /// let hold = lock.acquire_async().await?;
-    /// let work = async { /* long work under the lock */ Ok(()) };
-    /// // Stop working as soon as the lock is gone.
-    /// future::or(work, async {
-    ///     hold.lost().await;
-    ///     hold.validate()
-    /// })
-    /// .await?;
-    /// # Ok::<(), packlock::PackLockError>(())
-    /// # });
+    /// # #[cfg(feature = "postgres")]
+    /// async fn compact() -> Result<(), PackLockError> {
+    ///     let server = packlock::postgres::LockServer::connect_async("host=db user=packs").await?;
+    ///     let lock = server.lock("nightly-compaction").open()?;
+    ///     let hold = lock.acquire_async().await?;
+    ///     let work = async { /* long work under the lock */ Ok::<(), PackLockError>(()) };
+    ///     // Stop working as soon as the lock is gone.
+    ///     future::or(work, async {
+    ///         hold.lost().await;
+    ///         hold.validate()
+    ///     })
+    ///     .await
+    /// }
+    /// # fn main() {}
+    /// ```
+    ///
+    /// For a lock file, never:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let hold = packlock::PackLock::open(dir.path())?.acquire()?;
+    /// let lost = futures_lite::future::block_on(futures_lite::future::poll_once(hold.lost()));
+    /// assert!(lost.is_none());
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
         let lost = self.grant.lost.clone();

@@ -224,6 +224,13 @@
 //! * Re-entrancy and tier checks follow threads and [`with_tier_scope`]
 //!   tasks, not holds: a hold moved elsewhere needs
 //!   [`PackLockHold::adopt`] to count for its new owner.
+//! * **Server locks** (feature `postgres`, `postgres::LockServer::lock`):
+//!   a hold lasts as long as the server session that took it; when the
+//!   session ends (server restart, failover, cut connection,
+//!   `pg_terminate_backend`) the hold is lost: [`PackLockHold::lost`]
+//!   completes and [`PackLockHold::validate`] fails with
+//!   [`PackLockError::Lost`]. Protect storage with
+//!   [`PackLockHold::fence`]. See the `postgres` module.
 //! * Deleting or replacing a lock file while it is held is not prevented;
 //!   the next acquirer detects it and reopens, and [`PackLockHold::validate`]
 //!   lets a holder detect it.
@@ -280,7 +287,9 @@
 //                  lock), held (what each thread/task holds), scope
 //        |
 //   backends       backend (the LockBackend seam), backend/lock_file/
-//                  (flock'd file: OS calls, holder record, network fs)
+//                  (flock'd file: OS calls, holder record, network fs),
+//                  postgres/ (feature: the lock server client; its
+//                  backend.rs is a backend, its builder.rs a public type)
 //        |
 //   leaves         error, holder (Holder), options, tier, cancel,
 //                  sys/ (unix, windows, linux /proc, no_procfs)

@@ -57,12 +57,16 @@ fn lock_of(dir: &Path, shared: bool) -> PackLock {
     server_of(dir).lock("packs/foo").shared(shared).open().expect("open")
 }
 
-/// A line the child wrote into `dir/name` (poll: the file may not be there
-/// yet).
+/// What the child wrote into `dir/name` (poll: the file may not be there,
+/// or not be written yet).
 fn read_when_there(dir: &Path, name: &str) -> String {
     let path = dir.join(name);
-    wait_until(&format!("{name} is written"), || path.exists());
-    std::fs::read_to_string(path).expect("read")
+    let mut text = String::new();
+    wait_until(&format!("{name} is written"), || {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        !text.is_empty()
+    });
+    text
 }
 
 /// A client of the test's own, for looking at the server's lock table.
@@ -240,7 +244,9 @@ fn cancel_200(dir: &Path) {
             let mut acquire = pin!(lock.acquire_cancellable(&token));
             let deadline = Instant::now() + common::DEADLINE;
             while monitor.waiting_by("canceller") == 0 {
-                assert!(future::poll_once(acquire.as_mut()).await.is_none(), "got a held lock");
+                if let Some(result) = future::poll_once(acquire.as_mut()).await {
+                    panic!("the acquire ended while another process holds the lock: {result:?}");
+                }
                 assert!(Instant::now() < deadline, "the acquire never waited on the server");
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

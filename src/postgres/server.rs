@@ -630,24 +630,28 @@ impl Inner {
         let session = self.waiting_session().await?;
         let function = if shared { "pg_advisory_lock_shared" } else { "pg_advisory_lock" };
         let sql = format!("SELECT {function}($1, $2)");
+        // A session that a cancel request was sent to is never waited on
+        // again: a request still on its way would cancel whatever query
+        // runs there next (another wait, a grant, a release). It is
+        // closed instead, which also ends anything it held.
         let waited = {
             let _armed = cancel.arm(session.cancel_token(), self.tls.clone());
             if cancel.is_cancelled() {
-                self.return_waiting_session(session);
                 return Err(self.cancelled(&name));
             }
             session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await
         };
         match waited {
             Err(e) if cancel.is_cancelled() && e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                self.return_waiting_session(session);
                 Err(self.cancelled(&name))
             }
             Err(e) => Err(self.query_error("acquire", &name, &e)),
             Ok(_) if cancel.is_cancelled() => {
-                // Had just as the cancel came: give it back.
-                self.release(&session, &name, id, shared).await?;
-                self.return_waiting_session(session);
+                // Had just as the cancel came: give it back (closing the
+                // session does, should a late cancel request stop this).
+                if let Err(e) = self.release(&session, &name, id, shared).await {
+                    log::debug!("{e}; the session is closed instead");
+                }
                 Err(self.cancelled(&name))
             }
             Ok(_) => {

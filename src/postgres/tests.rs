@@ -156,6 +156,9 @@ fn a_wait_is_cancelled_from_another_thread_and_leaves_nothing() {
     let err = waiter.join().expect("thread").unwrap_err();
     assert!(err.is_cancelled(), "{err}");
     assert_eq!(cluster.psql(waiting), "0", "no wait is left on the server");
+    // A late cancel request could still reach the session that waited:
+    // it is closed, not kept for the next wait.
+    assert_eq!(b.open_sessions(), 1, "only the main session stays open");
     a.unlock("cancel").expect("unlock");
     assert!(b.try_lock("cancel", false).expect("try").is_some(), "b holds nothing");
 }
