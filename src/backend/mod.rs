@@ -96,6 +96,7 @@ pub(crate) struct Grant {
 }
 
 impl Grant {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only server locks are lost or interrupted
     /// Whether the lock is known to be gone.
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.as_ref().is_some_and(|lost| lost.is_set())
@@ -111,6 +112,7 @@ pub(crate) struct LostSignal {
 }
 
 impl LostSignal {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only server locks are lost or interrupted
     /// Records the loss and wakes everyone waiting for it.
     pub(crate) fn set(&self) {
         self.lost.store(true, Ordering::SeqCst);
@@ -166,6 +168,7 @@ impl Interrupt {
         }
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only server locks are lost or interrupted
     /// What firing does (runs at once if it fired already).
     pub(crate) fn on_fire(&self, hook: impl FnOnce() + Send + 'static) {
         let mut state = self.state();
