@@ -143,6 +143,38 @@ pub enum PackLockError {
         /// The lock file path.
         path: PathBuf,
     },
+
+    /// A hold ended without being released: the lock server dropped it
+    /// because the session holding it ended (server restarted or failed
+    /// over, connection cut, backend terminated). Someone else may hold the
+    /// lock now. Reported by
+    /// [`PackLockHold::validate`](crate::PackLockHold::validate), and by an
+    /// acquire whose lock was lost before it could return;
+    /// [`PackLockHold::lost`](crate::PackLockHold::lost) completes when it
+    /// happens. A lock file is never lost while held.
+    #[error("lock `{}` was lost while held: {reason}", path.display())]
+    #[non_exhaustive]
+    Lost {
+        /// The lock's name, such as `postgres://db:5432/locks/packs/foo`.
+        path: PathBuf,
+        /// Why, as far as known.
+        reason: String,
+    },
+
+    /// The lock server failed or refused an operation (feature
+    /// `postgres`); the [`ServerError`](crate::postgres::ServerError)
+    /// names the server and the lock. Acquires of a server lock report
+    /// server trouble this way rather than as [`Io`](Self::Io), so that
+    /// callers can tell a lock that is busy from a server that is down.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    #[error(transparent)]
+    #[non_exhaustive]
+    Server {
+        /// What went wrong, and where.
+        #[from]
+        source: crate::postgres::ServerError,
+    },
 }
 
 impl PackLockError {

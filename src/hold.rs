@@ -1,9 +1,11 @@
 //! [`PackLockHold`], the guard every acquire returns.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 
 use crate::acquire::claim::Claim;
+use crate::backend::Grant;
 use crate::held::{HeldContext, Registration};
 use crate::{PackLockError, Tier};
 
@@ -40,6 +42,8 @@ use crate::{PackLockError, Tier};
 #[must_use = "the lock is released as soon as the hold is dropped"]
 pub struct PackLockHold {
     claim: Claim,
+    /// What the backend granted: fence and lost signal.
+    grant: Grant,
     /// The entry in the owning thread's or task's record of held tiers
     /// and locks; dropped (wherever the hold is) after the lock is released.
     held: Option<Registration>,
@@ -49,7 +53,8 @@ pub struct PackLockHold {
 
 impl PackLockHold {
     pub(crate) fn new(claim: Claim, held: Option<Registration>, tier: Option<Tier>) -> Self {
-        Self { claim, held, tier }
+        let grant = claim.grant();
+        Self { claim, grant, held, tier }
     }
 
     /// Makes this hold count as held by the calling thread (or, inside
@@ -119,10 +124,16 @@ impl PackLockHold {
     /// newcomer locks the new file and does not wait for this hold.
     /// Long-running holders can call this before committing their work.
     ///
+    /// For a server lock it asks the server whether the session still
+    /// holds the lock (one round trip): names are never replaced, but a
+    /// hold is lost when its session ends.
+    ///
     /// # Errors
     ///
     /// [`PackLockError::Replaced`] when the file was deleted or replaced,
-    /// [`PackLockError::Io`] when it cannot be checked.
+    /// [`PackLockError::Io`] when it cannot be checked;
+    /// for a server lock [`PackLockError::Lost`] when the server dropped
+    /// the hold, `PackLockError::Server` when the server cannot be asked.
     ///
     /// # Examples
     ///
@@ -138,10 +149,107 @@ impl PackLockHold {
     /// # }
     /// ```
     pub fn validate(&self) -> Result<(), PackLockError> {
-        if self.claim.backend().is_current()? {
+        if self.claim.is_current()? {
             Ok(())
         } else {
             Err(PackLockError::Replaced { path: self.path().to_path_buf() })
+        }
+    }
+
+    /// The hold's fencing token, for locks that have one: a server lock
+    /// (`postgres::LockServer::lock`, feature `postgres`) always has one,
+    /// a lock file never (`None`).
+    ///
+    /// An exclusive hold's fence was committed by the server before the
+    /// acquire returned, and is larger than that of every earlier exclusive
+    /// hold of the name, even across server restarts. A shared hold reports
+    /// the fence of the last exclusive hold (all shared holds of a process
+    /// share one server lock, and so one fence). Pass it with every write
+    /// to storage that remembers the largest fence it has seen and refuses
+    /// smaller ones: a holder that lost its lock without knowing it (a long
+    /// pause, a cut connection) then cannot overwrite the work of the next.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let hold = packlock::PackLock::open(dir.path())?.acquire()?;
+    /// assert_eq!(hold.fence(), None); // lock files have no fences
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let server = packlock::postgres::LockServer::connect("host=db user=packs dbname=locks")?;
+    /// let hold = server.lock("packs/foo").open()?.acquire()?;
+    /// let fence: u64 = hold.fence().expect("server locks always have a fence");
+    /// // storage.write_if_newer(fence, data)?;
+    /// # let _ = fence;
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "postgres"))]
+    /// # fn main() {}
+    /// ```
+    pub fn fence(&self) -> Option<u64> {
+        self.grant.fence
+    }
+
+    /// Completes when packlock learns that this hold is gone without
+    /// having been released: for a server lock, when the session holding
+    /// it ended (server restarted or failed over, connection cut and
+    /// noticed, backend terminated); [`validate`](Self::validate) then
+    /// fails with [`PackLockError::Lost`]. The client learns it when the
+    /// session's connection ends, at once when the server closes it, and
+    /// within the TCP keepalive time (see the `postgres` module) when the
+    /// network goes silent. Works on any executor, and does not borrow the
+    /// hold, so it can race the work the hold protects.
+    ///
+    /// A lock file cannot be lost while held (the kernel keeps it until
+    /// the file is closed), so for a lock file this never completes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futures_lite::future;
+    /// use packlock::PackLockError;
+    ///
+    /// # #[cfg(feature = "postgres")]
+    /// async fn compact() -> Result<(), PackLockError> {
+    ///     let server = packlock::postgres::LockServer::connect_async("host=db user=packs").await?;
+    ///     let lock = server.lock("nightly-compaction").open()?;
+    ///     let hold = lock.acquire_async().await?;
+    ///     let work = async { /* long work under the lock */ Ok::<(), PackLockError>(()) };
+    ///     // Stop working as soon as the lock is gone.
+    ///     future::or(work, async {
+    ///         hold.lost().await;
+    ///         hold.validate()
+    ///     })
+    ///     .await
+    /// }
+    /// # fn main() {}
+    /// ```
+    ///
+    /// For a lock file, never:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let hold = packlock::PackLock::open(dir.path())?.acquire()?;
+    /// let lost = futures_lite::future::block_on(futures_lite::future::poll_once(hold.lost()));
+    /// assert!(lost.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let lost = self.grant.lost.clone();
+        async move {
+            match lost {
+                Some(lost) => lost.wait().await,
+                None => std::future::pending().await,
+            }
         }
     }
 

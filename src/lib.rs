@@ -189,6 +189,11 @@
 //!   no limit.
 //! * Re-entrancy and tier checks follow threads and [`with_tier_scope`]
 //!   tasks, not holds: a hold moved elsewhere needs [`PackLockHold::adopt`].
+//! * **Server locks** (feature `postgres`): a hold lasts as long as the
+//!   server session that took it; when the session ends (server restart,
+//!   failover, cut connection) the hold is lost: [`PackLockHold::lost`]
+//!   completes and [`PackLockHold::validate`] fails with
+//!   [`PackLockError::Lost`]. Protect storage with [`PackLockHold::fence`].
 //! * Deleting or replacing a held lock file is not prevented: the next
 //!   acquirer reopens, and [`PackLockHold::validate`] tells a holder.
 //!
@@ -245,7 +250,9 @@
 //                  lock), held (what each thread/task holds), scope
 //        |
 //   backends       backend (the LockBackend seam), backend/lock_file/
-//                  (flock'd file: OS calls, holder record, network fs)
+//                  (flock'd file: OS calls, holder record, network fs),
+//                  postgres/ (feature: the lock server client; its
+//                  backend.rs is a backend, its builder.rs a public type)
 //        |
 //   leaves         error, holder (Holder), options, tier, cancel,
 //                  sys/ (unix, windows, linux /proc, no_procfs)

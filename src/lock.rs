@@ -11,8 +11,8 @@ use futures_lite::future;
 
 use crate::acquire::drive::{block_on_until, run_here};
 use crate::acquire::{self, Wait};
-use crate::backend::Mode;
 use crate::backend::lock_file::LockFile;
+use crate::backend::{LockBackend, Mode};
 use crate::held::HeldContext;
 use crate::options::Options;
 use crate::target::CurrentTarget;
@@ -52,12 +52,19 @@ pub struct PackLock {
 impl PackLock {
     pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
         let lock_file = LockFile::open(&path, options.network_fs)?;
-        let current = CurrentTarget::new(Arc::new(lock_file));
-        acquire::note_process(current.peek().opened_by());
-        Ok(Self { path, options, current })
+        Ok(Self::with_backend(Arc::new(lock_file), options))
     }
 
-    /// The lock file's path (absolute).
+    /// A lock on `backend`, opened already.
+    pub(crate) fn with_backend(backend: Arc<dyn LockBackend>, options: Options) -> Self {
+        let path = backend.path().to_path_buf();
+        let current = CurrentTarget::new(backend);
+        acquire::note_process(current.peek().opened_by());
+        Self { path, options, current }
+    }
+
+    /// The lock file's path (absolute); for a lock on a lock server, its
+    /// display name, such as `postgres://db:5432/locks/packs/foo`.
     ///
     /// # Examples
     ///

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use async_lock::MutexGuardArc;
 
 use crate::PackLockError;
-use crate::backend::LockBackend;
+use crate::backend::{Grant, LockBackend};
 
 /// One per lock file per process, in the file's registry entry.
 #[derive(Debug, Default)]
@@ -42,6 +42,9 @@ struct State {
     holders: usize,
     /// The open file the OS shared lock is on, while `holders > 0`.
     locked: Option<Arc<dyn LockBackend>>,
+    /// What the backend granted with it (its fence, its lost signal),
+    /// which every share reports.
+    grant: Grant,
     /// What the holder of `taking` is doing.
     phase: Phase,
 }
@@ -81,7 +84,7 @@ impl SharedLease {
 
     fn joined(self: &Arc<Self>, state: &mut State) -> Share {
         state.holders += 1;
-        Share { lease: Arc::clone(self) }
+        Share { lease: Arc::clone(self), grant: state.grant.clone() }
     }
 
     /// The right to take the OS lock, if nobody has it now.
@@ -130,12 +133,13 @@ impl SharedLease {
     }
 
     /// Records the OS shared lock just taken on `target` (by the holder of
-    /// `taking`) as the process's, held by one share.
-    pub(crate) fn start(self: &Arc<Self>, backend: Arc<dyn LockBackend>) -> Share {
+    /// `taking`), granted as `grant`, as the process's, held by one share.
+    pub(crate) fn start(self: &Arc<Self>, backend: Arc<dyn LockBackend>, grant: Grant) -> Share {
         let mut state = self.state();
         state.holders = 1;
         state.locked = Some(backend);
-        Share { lease: Arc::clone(self) }
+        state.grant = grant.clone();
+        Share { lease: Arc::clone(self), grant }
     }
 
     fn leave(&self) -> Result<(), PackLockError> {
@@ -145,6 +149,7 @@ impl SharedLease {
             return Ok(());
         }
         // Unlocked under the mutex: nobody can join in between.
+        state.grant = Grant::default();
         match state.locked.take() {
             Some(backend) => backend.unlock(),
             None => Ok(()),
@@ -190,9 +195,15 @@ impl Drop for Taking {
 #[must_use = "a share that never leaves keeps the OS lock held"]
 pub(crate) struct Share {
     lease: Arc<SharedLease>,
+    /// The shared lock's grant, the same for every share of it.
+    grant: Grant,
 }
 
 impl Share {
+    pub(crate) fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
     /// Leaves, reporting a failed unlock when this was the last part.
     pub(crate) fn leave(self) -> Result<(), PackLockError> {
         self.lease.leave()

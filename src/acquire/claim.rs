@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::PackLockError;
-use crate::backend::{LockBackend, Mode};
+use crate::backend::{Grant, Interrupt, LockBackend, Mode};
 use crate::registry::SlotGuard;
 use crate::shared_lease::{Share, SharedLease};
 use crate::target::Target;
@@ -30,17 +30,24 @@ pub(crate) struct Claim {
 #[derive(Debug)]
 enum OsLock {
     /// Ours alone, on our own file.
-    Exclusive,
+    Exclusive(Grant),
     /// Our part of the process's shared lock; `joined` when another shared
     /// hold took it (and recorded the holder).
     Shared { share: Share, joined: bool },
 }
 
 impl OsLock {
+    fn grant(&self) -> &Grant {
+        match self {
+            Self::Exclusive(grant) => grant,
+            Self::Shared { share, .. } => share.grant(),
+        }
+    }
+
     /// Unlocks (exclusive) or leaves the process's shared lock.
     fn give_back(self, target: &Target) -> Result<(), PackLockError> {
         match self {
-            Self::Exclusive => target.backend.unlock(),
+            Self::Exclusive(_) => target.backend.unlock(),
             Self::Shared { share, .. } => share.leave(),
         }
     }
@@ -100,28 +107,45 @@ impl Claim {
 
     /// Takes the OS lock on our file if it is free; `Ok(false)` when busy.
     pub(crate) fn try_lock(&mut self) -> Result<bool, PackLockError> {
-        let locked = self.target.backend.try_lock(self.mode())?;
-        if locked {
-            self.granted();
+        let grant = self.target.backend.try_lock(self.mode())?;
+        let locked = grant.is_some();
+        if let Some(grant) = grant {
+            self.granted(grant);
         }
         Ok(locked)
     }
 
-    /// Blocks the calling thread until the OS lock on our file is granted.
-    pub(crate) fn lock_blocking(mut self) -> Result<Self, PackLockError> {
-        self.target.backend.lock(self.mode())?;
-        self.granted();
+    /// Blocks the calling thread until the OS lock on our file is granted,
+    /// or until `interrupt` fires (where the backend can stop its wait).
+    pub(crate) fn lock_blocking(mut self, interrupt: &Interrupt) -> Result<Self, PackLockError> {
+        let grant = self.target.backend.lock(self.mode(), interrupt)?;
+        self.granted(grant);
         Ok(self)
     }
 
-    fn granted(&mut self) {
+    fn granted(&mut self, grant: Grant) {
         self.os = Some(match self.mode() {
-            Mode::Exclusive => OsLock::Exclusive,
+            Mode::Exclusive => OsLock::Exclusive(grant),
             Mode::Shared => {
                 let backend = Arc::clone(&self.target.backend);
-                OsLock::Shared { share: self.shared_lease().start(backend), joined: false }
+                let share = self.shared_lease().start(backend, grant);
+                OsLock::Shared { share, joined: false }
             }
         });
+    }
+
+    /// What the backend granted: the claim's own lock's, or for a shared
+    /// claim that of the process's shared lock. Default (no fence, never
+    /// lost) before the lock is granted.
+    pub(crate) fn grant(&self) -> Grant {
+        self.os.as_ref().map(|os| os.grant().clone()).unwrap_or_default()
+    }
+
+    /// Whether the lock granted is still current (see
+    /// [`LockBackend::is_current`]).
+    pub(crate) fn is_current(&self) -> Result<bool, PackLockError> {
+        let grant = self.os.as_ref().map(OsLock::grant);
+        self.target.backend.is_current(grant.unwrap_or(&Grant::default()))
     }
 
     /// Gives up this claim's OS lock now, reporting a failed unlock; the

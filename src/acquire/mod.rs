@@ -24,7 +24,7 @@ pub(crate) use offload::note_process;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{LockBackend, Mode};
+use crate::backend::{Interrupt, LockBackend, Mode};
 use crate::held::{Checks, HeldContext, Registration};
 use crate::holder::most_telling;
 use crate::options::Options;
@@ -76,7 +76,7 @@ pub(crate) async fn run(
             Mode::Shared => share_os_lock(claim, &mut waiter).await?,
         };
         let backend = Arc::clone(&target.backend);
-        if backend.is_current()? {
+        if claim.is_current()? {
             if let Some(since) = waiter.watch.since() {
                 let path = backend.path().display();
                 log::debug!("acquired lock on {path} after {:?}", since.elapsed());
@@ -202,7 +202,9 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
 /// wait runs on the blocking pool (or, in a forked child, on a thread of
 /// its own: see [`offload`]), and the job owns the claim and `passenger`
 /// (whatever else must stay held while it waits), so a caller that goes
-/// away leaves a job that releases everything once granted.
+/// away leaves a job that releases everything once granted — and, for a
+/// backend whose wait can be stopped, fires the wait's [`Interrupt`] so
+/// that the job ends at once with nothing held.
 async fn wait_for_os_lock<P: Send + 'static>(
     claim: Claim,
     passenger: P,
@@ -212,9 +214,36 @@ async fn wait_for_os_lock<P: Send + 'static>(
     let path = claim.backend().path();
     log::debug!("waiting for lock on {}: another process holds it", path.display());
     let path = path.to_path_buf();
-    let job = move || claim.lock_blocking().map(|claim| (claim, passenger));
+    let interrupt = Interrupt::default();
+    let job = {
+        let interrupt = interrupt.clone();
+        move || claim.lock_blocking(&interrupt).map(|claim| (claim, passenger))
+    };
     match waiter.wait {
-        Wait::Task => offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?,
+        Wait::Task => {
+            let abandoned = InterruptOnDrop(Some(interrupt));
+            let done = offload::unblock(job).await;
+            abandoned.disarm();
+            done.map_err(|e| PackLockError::io(&path, e))?
+        }
         _ => job(),
+    }
+}
+
+/// Fires a wait's [`Interrupt`] if dropped before [`disarm`](Self::disarm):
+/// the future awaiting the pool job was dropped before the job finished.
+struct InterruptOnDrop(Option<Interrupt>);
+
+impl InterruptOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(interrupt) = self.0.take() {
+            interrupt.fire();
+        }
     }
 }

@@ -40,19 +40,31 @@
 //!   ([`LockBackend::record_holder`]): diagnostics only, best effort, for
 //!   `Busy`, the slow-wait log line and `PackLock::holders`.
 //!
-//! A lock server backend (named locks on PostgreSQL) fits this shape: a
-//! name instead of a path as key, `pg_try_advisory_lock` and
-//! `pg_advisory_lock` on a session for try-lock and lock, the session's
-//! liveness for validate, `pg_locks` for holders. It will add what files
-//! do not have: a fence (a number that grows with every exclusive hold)
-//! taken before the lock is reported granted, and a signal that a hold was
-//! lost.
+//! * **Grants** ([`Grant`]): what `try_lock` and `lock` return with the
+//!   lock — its fence, if the backend hands out fences, and the signal
+//!   that it was lost, if it can be. The claim keeps it; shared holds that
+//!   join the process's shared lock get a copy of the one that took it.
+//! * **Interrupting a wait** ([`Interrupt`]): the pipeline gives every
+//!   blocking `lock` an interrupt, fired when the caller of an async (or
+//!   timed) acquire went away while the wait ran on the pool. A backend
+//!   that can stop its wait (a server query can be cancelled) returns an
+//!   error at once, and the claim is released; one that cannot (`flock`)
+//!   ignores it and lets go as soon as it is granted.
+//!
+//! The lock server backend (`postgres::backend`, feature `postgres`) has a
+//! name instead of a path as key, advisory locks on a session for
+//! try-lock and lock, the session's liveness for validate (as
+//! [`PackLockError::Lost`], never `Ok(false)`: a name is never replaced),
+//! and fences.
 
 pub(crate) mod lock_file;
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use event_listener::Event;
 
 pub(crate) use crate::options::Mode;
 use crate::sys::FileKey;
@@ -64,6 +76,113 @@ use crate::{Holder, PackLockError};
 pub(crate) enum LockKey {
     /// A lock file, known by its identity on disk.
     File(FileKey),
+    /// A named lock on a lock server: the server (`host:port/dbname`, as
+    /// every client of it names it), the schema of its lock tables, and
+    /// the name.
+    #[cfg(feature = "postgres")]
+    Server { server: String, schema: String, name: String },
+}
+
+/// What a backend hands over with a granted lock.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Grant {
+    /// The lock's fence: for an exclusive grant, larger than any an earlier
+    /// holder got; for a shared one, that of the last exclusive grant.
+    /// `None` where the backend has no fences (files).
+    pub(crate) fence: Option<u64>,
+    /// Set when the lock is known to be gone; `None` where a lock cannot
+    /// be lost while held (files).
+    pub(crate) lost: Option<Arc<LostSignal>>,
+}
+
+impl Grant {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only server locks are lost or interrupted
+    /// Whether the lock is known to be gone.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.as_ref().is_some_and(|lost| lost.is_set())
+    }
+}
+
+/// Set, once, when locks held through something (a server session) are
+/// gone; awaitable on any executor.
+#[derive(Debug, Default)]
+pub(crate) struct LostSignal {
+    lost: AtomicBool,
+    event: Event,
+}
+
+impl LostSignal {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only server locks are lost or interrupted
+    /// Records the loss and wakes everyone waiting for it.
+    pub(crate) fn set(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Completes once [`set`](Self::set) was called.
+    pub(crate) async fn wait(self: Arc<Self>) {
+        loop {
+            if self.is_set() {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.is_set() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Stops one blocking [`LockBackend::lock`] from another thread: fired by
+/// the pipeline when nobody waits for that lock any more.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interrupt(Arc<Mutex<InterruptState>>);
+
+#[derive(Default)]
+struct InterruptState {
+    fired: bool,
+    hook: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl fmt::Debug for InterruptState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterruptState").field("fired", &self.fired).finish_non_exhaustive()
+    }
+}
+
+impl Interrupt {
+    /// Fires: runs the backend's hook, now or as soon as one is set.
+    pub(crate) fn fire(&self) {
+        let hook = {
+            let mut state = self.state();
+            state.fired = true;
+            state.hook.take()
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only server locks are lost or interrupted
+    /// What firing does (runs at once if it fired already).
+    pub(crate) fn on_fire(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut state = self.state();
+        if state.fired {
+            drop(state);
+            hook();
+        } else {
+            state.hook = Some(Box::new(hook));
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, InterruptState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Where exclusion between processes lives for one open lock; see the
@@ -76,18 +195,21 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     fn path(&self) -> &Path;
 
     /// Takes the lock in `mode` if nobody holds it in a conflicting mode:
-    /// `Ok(false)` when busy. Never waits for another holder.
-    fn try_lock(&self, mode: Mode) -> Result<bool, PackLockError>;
+    /// `Ok(None)` when busy. Never waits for another holder.
+    fn try_lock(&self, mode: Mode) -> Result<Option<Grant>, PackLockError>;
 
-    /// Blocks the calling thread until the lock is granted in `mode`.
-    fn lock(&self, mode: Mode) -> Result<(), PackLockError>;
+    /// Blocks the calling thread until the lock is granted in `mode`, or
+    /// (where the backend can stop its wait) until `interrupt` fires, which
+    /// fails the call with nothing held.
+    fn lock(&self, mode: Mode, interrupt: &Interrupt) -> Result<Grant, PackLockError>;
 
     /// Gives the lock back.
     fn unlock(&self) -> Result<(), PackLockError>;
 
-    /// Whether this is still the lock of its name; `Ok(false)` when it was
-    /// replaced and must be reopened.
-    fn is_current(&self) -> Result<bool, PackLockError>;
+    /// Whether this, granted as `grant`, is still the lock of its name;
+    /// `Ok(false)` when it was replaced and must be reopened,
+    /// [`PackLockError::Lost`] when the hold ended without being released.
+    fn is_current(&self, grant: &Grant) -> Result<bool, PackLockError>;
 
     /// Who holds the lock now, as far as can be known.
     fn holders(&self) -> Vec<Holder>;

@@ -48,7 +48,6 @@ pub(crate) struct Disarm<'a> {
 }
 
 impl WaitCancel {
-    #[allow(dead_code)] // for the acquire pipeline's backend; tests use it
     pub(crate) fn new() -> WaitCancel {
         WaitCancel::default()
     }

@@ -59,6 +59,12 @@ impl ServerConfig {
 
     /// The server as `host:port/dbname as user`: what every message names.
     pub(crate) fn describe(&self) -> String {
+        let user = self.client.get_user().unwrap_or("?");
+        format!("{} as {user}", self.location())
+    }
+
+    /// The server as `host:port/dbname`.
+    pub(crate) fn location(&self) -> String {
         let client = &self.client;
         let hosts: Vec<String> = client
             .get_hosts()
@@ -72,7 +78,7 @@ impl ServerConfig {
         let port = client.get_ports().first().copied().unwrap_or(5432);
         let user = client.get_user().unwrap_or("?");
         let dbname = client.get_dbname().unwrap_or(user);
-        format!("{}:{port}/{dbname} as {user}", hosts.join(","))
+        format!("{}:{port}/{dbname}", hosts.join(","))
     }
 }
 

@@ -29,7 +29,6 @@ pub(crate) struct ServerHolder {
     pub(crate) since: Option<SystemTime>,
 }
 
-#[allow(dead_code)] // used by the acquire pipeline's backend
 impl ServerHolder {
     /// As the crate's [`Holder`]: the pid is the backend's, the label names
     /// the client address when there is no label of its own.

@@ -15,6 +15,28 @@
 //! # }
 //! ```
 //!
+//! Its locks are [`PackLock`](crate::PackLock)s, opened by name with
+//! [`LockServer::lock`], with every acquire a lock file has, and holds that
+//! have a [fence](crate::PackLockHold::fence) and can be
+//! [lost](crate::PackLockHold::lost):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), packlock::PackLockError> {
+//! # let server = packlock::postgres::LockServer::connect("host=db user=packs dbname=locks")?;
+//! let lock = server.lock("packs/foo").open()?;   // .shared(true) .tier(T) .label(..) ...
+//! let hold = lock.acquire()?;                    // or try_acquire, acquire_async().await, ...
+//! let fence: u64 = hold.fence().expect("server locks always have a fence");
+//! hold.validate()?;                              // Err(PackLockError::Lost { .. }) once dropped
+//! # let _ = fence;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! All `PackLock`s of one name on one server, database and schema in a
+//! process share one in-process queue, as all aliases of a lock file do:
+//! the process sends at most one waiter per name to the server, and its
+//! shared holds share one server lock.
+//!
 //! # The client
 //!
 //! The server is reached with `tokio-postgres`, driven by a thread of
@@ -53,6 +75,27 @@
 //! `pg_terminate_backend`), its locks are gone: holds report it, and the
 //! next operation opens a new session.
 //!
+//! **How loss is noticed.** Every session's connection is driven by a task
+//! on the client thread, which ends when the connection does; that sets
+//! the session's lost signal, which completes
+//! [`PackLockHold::lost`](crate::PackLockHold::lost) for every hold of the
+//! session. That is at once when the server closes the session (restart,
+//! shutdown, failover, `pg_terminate_backend`), and on a silent network
+//! when TCP keepalives give up (probing from 30 s of silence unless the
+//! connection string sets `keepalives_idle`). There is no heartbeat query.
+//! [`PackLockHold::validate`](crate::PackLockHold::validate) asks the
+//! server (one round trip), so it also catches a loss the connection has
+//! not reported yet.
+//!
+//! **Cancelled waits.** A wait runs as `pg_advisory_lock` on a session of
+//! its own; an acquire abandoned while it waits (a cancel, a timeout, a
+//! dropped future) sends the server a cancel request for that query,
+//! repeated every 25 ms until the query ends, so within milliseconds the
+//! process neither holds nor waits for the lock on the server.
+//!
+//! **`fork`.** A `LockServer` does not survive `fork(2)`: its client
+//! thread stays in the parent. Connect in the child.
+//!
 //! # Privileges
 //!
 //! The role connects to the database and, on first use, creates the schema
@@ -62,6 +105,8 @@
 //! on `holds`. To see the client address of holders logged in as other
 //! roles it needs `pg_read_all_stats`.
 
+mod backend;
+mod builder;
 mod cancel;
 mod config;
 mod driver;
@@ -74,6 +119,7 @@ mod session;
 mod tests;
 mod tls;
 
+pub use builder::ServerLockBuilder;
 pub use error::ServerError;
 pub use schema::MAX_NAME_LEN;
 pub use server::{DEFAULT_SCHEMA, LockServer, LockServerBuilder};

@@ -19,6 +19,7 @@ use super::holders::{self, ServerHolder};
 use super::schema::{self, Tables};
 use super::session::Session;
 use super::tls;
+use crate::backend::LostSignal;
 
 /// The schema that holds the lock tables unless the builder names another.
 pub const DEFAULT_SCHEMA: &str = "packlock";
@@ -320,7 +321,7 @@ impl fmt::Debug for LockServerBuilder {
 // The operations the acquire pipeline wraps. Each runs on the client
 // thread; the sync forms block the calling thread, the async ones await on
 // any executor.
-#[allow(dead_code)] // wrapped by the acquire pipeline's backend; tested below
+#[cfg_attr(not(test), allow(dead_code))] // some serve only the tests below
 impl LockServer {
     /// Takes `name` if it is free: `Some(fence)` when had, `None` when
     /// another session holds it (exclusively, or at all for an exclusive
@@ -332,7 +333,7 @@ impl LockServer {
 
     /// Waits for `name`, blocking the calling thread, until had or until
     /// `cancel` is cancelled (from another thread).
-    pub(crate) fn lock(
+    pub(crate) fn lock_wait(
         &self,
         name: &str,
         shared: bool,
@@ -342,7 +343,7 @@ impl LockServer {
         self.run("acquire", name, waiting)
     }
 
-    /// [`lock`](Self::lock) for async code. Dropping the future cancels the
+    /// [`lock_wait`](Self::lock_wait) for async code. Dropping the future cancels the
     /// wait; a lock had meanwhile is released.
     pub(crate) fn lock_async(&self, name: &str, shared: bool, cancel: &WaitCancel) -> LockWait {
         let waiting = self.inner.clone().lock(name.to_string(), shared, cancel.clone());
@@ -379,7 +380,27 @@ impl LockServer {
     /// lost (connection closed, server restarted, backend terminated), or
     /// when it never held it. Asks the server.
     pub(crate) fn is_current(&self, name: &str) -> Result<bool, ServerError> {
+        Ok(self.check(name)?.unwrap_or(false))
+    }
+
+    /// As [`is_current`](Self::is_current), but `None` when this server
+    /// does not hold `name` at all (rather than held and lost).
+    pub(crate) fn check(&self, name: &str) -> Result<Option<bool>, ServerError> {
         self.run("check", name, self.inner.clone().is_current(name.to_string()))
+    }
+
+    /// The signal set when the session holding `name` ends, if held.
+    pub(crate) fn lost_signal(&self, name: &str) -> Option<Arc<LostSignal>> {
+        match lock(&self.inner.holds).get(name) {
+            Some(Slot::Held(hold)) => Some(hold.session.lost_signal()),
+            _ => None,
+        }
+    }
+
+    /// The server as `host:port/dbname`: without the user, since every
+    /// role connected there shares its advisory locks.
+    pub(crate) fn location(&self) -> String {
+        self.inner.config.location()
     }
 
     /// The backend pid of the session holding `name`, if held (tests
@@ -415,6 +436,7 @@ impl LockServer {
 }
 
 /// An async wait for a server lock ([`LockServer::lock_async`]).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct LockWait {
     task: Option<Task<Result<u64, ServerError>>>,
     cancel: WaitCancel,
@@ -608,24 +630,28 @@ impl Inner {
         let session = self.waiting_session().await?;
         let function = if shared { "pg_advisory_lock_shared" } else { "pg_advisory_lock" };
         let sql = format!("SELECT {function}($1, $2)");
+        // A session that a cancel request was sent to is never waited on
+        // again: a request still on its way would cancel whatever query
+        // runs there next (another wait, a grant, a release). It is
+        // closed instead, which also ends anything it held.
         let waited = {
             let _armed = cancel.arm(session.cancel_token(), self.tls.clone());
             if cancel.is_cancelled() {
-                self.return_waiting_session(session);
                 return Err(self.cancelled(&name));
             }
             session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await
         };
         match waited {
             Err(e) if cancel.is_cancelled() && e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                self.return_waiting_session(session);
                 Err(self.cancelled(&name))
             }
             Err(e) => Err(self.query_error("acquire", &name, &e)),
             Ok(_) if cancel.is_cancelled() => {
-                // Had just as the cancel came: give it back.
-                self.release(&session, &name, id, shared).await?;
-                self.return_waiting_session(session);
+                // Had just as the cancel came: give it back (closing the
+                // session does, should a late cancel request stop this).
+                if let Err(e) = self.release(&session, &name, id, shared).await {
+                    log::debug!("{e}; the session is closed instead");
+                }
                 Err(self.cancelled(&name))
             }
             Ok(_) => {
@@ -704,6 +730,7 @@ impl Inner {
         released
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     async fn fence(self: Arc<Self>, name: String) -> Result<u64, ServerError> {
         schema::check_name(&name)?;
         let session = self.main_session().await?;
@@ -738,14 +765,14 @@ impl Inner {
         done.map(drop).map_err(|e| self.query_error("label", &name, &e))
     }
 
-    async fn is_current(self: Arc<Self>, name: String) -> Result<bool, ServerError> {
-        let Some(hold) = self.held(&name) else { return Ok(false) };
+    async fn is_current(self: Arc<Self>, name: String) -> Result<Option<bool>, ServerError> {
+        let Some(hold) = self.held(&name) else { return Ok(None) };
         if hold.session.is_lost() {
-            return Ok(false);
+            return Ok(Some(false));
         }
         match holders::holds_now(&hold.session.client, &self.tables, hold.id).await {
-            Ok(held) => Ok(held),
-            Err(e) if e.is_closed() || hold.session.is_lost() => Ok(false),
+            Ok(held) => Ok(Some(held)),
+            Err(e) if e.is_closed() || hold.session.is_lost() => Ok(Some(false)),
             Err(e) => Err(self.query_error("check", &name, &e)),
         }
     }

@@ -4,7 +4,6 @@
 //! terminated, or keepalives failing on a dead network).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::{CancelToken, Client};
@@ -12,6 +11,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::config::ServerConfig;
 use super::error::{ServerError, reason};
+use crate::backend::LostSignal;
 
 /// How long an idle connection may go unanswered before TCP keepalives
 /// start probing, unless the connection string sets `keepalives_idle`.
@@ -21,8 +21,11 @@ const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
 pub(crate) struct Session {
     pub(crate) client: Client,
     /// The server's backend pid for this session.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) pid: i32,
-    lost: Arc<AtomicBool>,
+    /// Set when the connection ends: by the task driving it, at once when
+    /// the server closes it or the socket fails.
+    lost: Arc<LostSignal>,
 }
 
 impl Session {
@@ -46,14 +49,14 @@ impl Session {
         };
         let (client, connection) =
             client_config.connect(tls.clone()).await.map_err(connect_error)?;
-        let lost = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(LostSignal::default());
         let watch = lost.clone();
         let name = server.to_string();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 log::debug!("lock server {name}: session ended: {}", reason(&e));
             }
-            watch.store(true, Ordering::SeqCst);
+            watch.set();
         });
         let pid = client.query_one("SELECT pg_backend_pid()", &[]).await.map_err(connect_error)?;
         Ok(Session { client, pid: pid.get(0), lost })
@@ -61,7 +64,12 @@ impl Session {
 
     /// Whether the connection has ended: every lock it held is gone.
     pub(crate) fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst) || self.client.is_closed()
+        self.lost.is_set() || self.client.is_closed()
+    }
+
+    /// The signal set when the connection ends.
+    pub(crate) fn lost_signal(&self) -> Arc<LostSignal> {
+        Arc::clone(&self.lost)
     }
 
     pub(crate) fn cancel_token(&self) -> CancelToken {

@@ -60,7 +60,7 @@ fn a_process_holds_a_name_once() {
     server.try_lock("once", false).expect("try").expect("free");
     let err = server.try_lock("once", true).unwrap_err();
     assert!(err.to_string().contains("already held by this process"), "{err}");
-    let err = server.clone().lock("once", false, &WaitCancel::new()).unwrap_err();
+    let err = server.clone().lock_wait("once", false, &WaitCancel::new()).unwrap_err();
     assert!(err.to_string().contains("already held"), "{err}");
 }
 
@@ -90,7 +90,7 @@ fn fences_increase_strictly_across_connections_and_a_restart() {
                     let mut fences = Vec::new();
                     while fences.len() < rounds {
                         let cancel = WaitCancel::new();
-                        fences.push(server.lock("fenced", false, &cancel).expect("lock"));
+                        fences.push(server.lock_wait("fenced", false, &cancel).expect("lock"));
                         server.unlock("fenced").expect("unlock");
                     }
                     fences
@@ -124,7 +124,7 @@ fn a_wait_gets_the_lock_when_it_is_released() {
     let waiter = {
         let (b, got) = (b.clone(), got.clone());
         std::thread::spawn(move || {
-            let fence = b.lock("queue", false, &WaitCancel::new());
+            let fence = b.lock_wait("queue", false, &WaitCancel::new());
             got.store(true, Ordering::SeqCst);
             fence
         })
@@ -148,7 +148,7 @@ fn a_wait_is_cancelled_from_another_thread_and_leaves_nothing() {
     let cancel = WaitCancel::new();
     let waiter = {
         let (b, cancel) = (b.clone(), cancel.clone());
-        std::thread::spawn(move || b.lock("cancel", false, &cancel))
+        std::thread::spawn(move || b.lock_wait("cancel", false, &cancel))
     };
     let waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
     wait_until("b waits", || cluster.psql(waiting) == "1");
@@ -156,6 +156,9 @@ fn a_wait_is_cancelled_from_another_thread_and_leaves_nothing() {
     let err = waiter.join().expect("thread").unwrap_err();
     assert!(err.is_cancelled(), "{err}");
     assert_eq!(cluster.psql(waiting), "0", "no wait is left on the server");
+    // A late cancel request could still reach the session that waited:
+    // it is closed, not kept for the next wait.
+    assert_eq!(b.open_sessions(), 1, "only the main session stays open");
     a.unlock("cancel").expect("unlock");
     assert!(b.try_lock("cancel", false).expect("try").is_some(), "b holds nothing");
 }
@@ -167,7 +170,7 @@ fn a_cancel_before_the_wait_starts_is_not_lost() {
     a.try_lock("early", false).expect("try").expect("free");
     let cancel = WaitCancel::new();
     cancel.cancel();
-    let err = b.lock("early", false, &cancel).unwrap_err();
+    let err = b.lock_wait("early", false, &cancel).unwrap_err();
     assert!(err.is_cancelled(), "{err}");
 }
 

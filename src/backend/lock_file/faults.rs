@@ -89,7 +89,7 @@ mod tests {
         // Hold the OS lock through a second open file, so that our acquire
         // finds it busy and goes on to the blocking call.
         let blocker = LockFile::open(lock.path(), NetworkFsPolicy::Warn).expect("open");
-        blocker.lock(Mode::Exclusive).expect("lock");
+        blocker.lock(Mode::Exclusive, &Default::default()).expect("lock");
         let fault = fail(lock.path(), Call::Blocking);
         let results = std::thread::scope(|scope| {
             let on_this_thread = scope.spawn(|| lock.acquire());

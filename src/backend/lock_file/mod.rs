@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{LockBackend, LockKey, Mode};
+use super::{Grant, Interrupt, LockBackend, LockKey, Mode};
 use crate::sys::{self, FileKey};
 use crate::{Holder, NetworkFsPolicy, PackLockError};
 
@@ -49,8 +49,11 @@ impl LockFile {
     }
 
     fn file_key(&self) -> &FileKey {
-        let LockKey::File(key) = &self.key;
-        key
+        match &self.key {
+            LockKey::File(key) => key,
+            #[cfg(feature = "postgres")]
+            LockKey::Server { .. } => unreachable!("a lock file's key is a file key"),
+        }
     }
 
     fn error(&self, source: io::Error) -> PackLockError {
@@ -81,8 +84,9 @@ impl LockBackend for LockFile {
     }
 
     /// Takes the OS lock in `mode` if no one holds it in a conflicting
-    /// mode: `Ok(false)` when busy.
-    fn try_lock(&self, mode: Mode) -> Result<bool, PackLockError> {
+    /// mode: `Ok(None)` when busy. A file lock has no fence and cannot be
+    /// lost while held.
+    fn try_lock(&self, mode: Mode) -> Result<Option<Grant>, PackLockError> {
         #[cfg(test)]
         if let Some(e) = faults::injected(&self.path, faults::Call::Try) {
             return Err(self.error(e));
@@ -93,8 +97,8 @@ impl LockBackend for LockFile {
                 Mode::Shared => self.file.try_lock_shared(),
             };
             match attempt {
-                Ok(()) => return Ok(true),
-                Err(TryLockError::WouldBlock) => return Ok(false),
+                Ok(()) => return Ok(Some(Grant::default())),
+                Err(TryLockError::WouldBlock) => return Ok(None),
                 Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(TryLockError::Error(e)) => return Err(self.error(e)),
             }
@@ -102,7 +106,9 @@ impl LockBackend for LockFile {
     }
 
     /// Blocks the calling thread until the OS lock is granted in `mode`.
-    fn lock(&self, mode: Mode) -> Result<(), PackLockError> {
+    /// `flock` cannot be interrupted portably, so `_interrupt` is ignored:
+    /// an abandoned wait lets go as soon as it is granted.
+    fn lock(&self, mode: Mode, _interrupt: &Interrupt) -> Result<Grant, PackLockError> {
         #[cfg(test)]
         if let Some(e) = faults::injected(&self.path, faults::Call::Blocking) {
             return Err(self.error(e));
@@ -111,7 +117,7 @@ impl LockBackend for LockFile {
             Mode::Exclusive => self.file.lock(),
             Mode::Shared => self.file.lock_shared(),
         };
-        retry_interrupted(call).map_err(|e| self.error(e))
+        retry_interrupted(call).map(|()| Grant::default()).map_err(|e| self.error(e))
     }
 
     /// Releases the OS lock — unless this is a child made by `fork(2)`: it
@@ -133,7 +139,7 @@ impl LockBackend for LockFile {
     /// (an inode number is not reused while we keep the file open), so it
     /// catches deletion, renaming away and renaming over alike — unlike a
     /// link count, which misses a file that keeps another name.
-    fn is_current(&self) -> Result<bool, PackLockError> {
+    fn is_current(&self, _grant: &Grant) -> Result<bool, PackLockError> {
         match FileKey::at_path(&self.path) {
             Ok(key) => Ok(key == *self.file_key()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

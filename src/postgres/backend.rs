@@ -1,0 +1,126 @@
+//! [`ServerLock`]: a named lock on a [`LockServer`] as a backend of the
+//! acquire pipeline, so that a server lock is a [`PackLock`](crate::PackLock)
+//! like a lock file — same queue per lock in a process, same acquires,
+//! tiers, shared holds and cancellation — with a fence and a lost signal
+//! on every grant.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::cancel::WaitCancel;
+use super::server::{DEFAULT_SCHEMA, LockServer};
+use crate::backend::{Grant, Interrupt, LockBackend, LockKey, Mode};
+use crate::{Holder, PackLockError};
+
+/// One name on one server.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerLock {
+    server: LockServer,
+    name: String,
+    key: LockKey,
+    /// `postgres://host:port/dbname/name` (with `?schema=` for another
+    /// schema than the default): what errors and logs name. Never the user
+    /// or the password.
+    path: PathBuf,
+}
+
+impl ServerLock {
+    pub(crate) fn new(server: LockServer, name: String) -> Self {
+        let location = server.location();
+        let schema = server.schema().to_string();
+        let mut path = format!("postgres://{location}/{name}");
+        if schema != DEFAULT_SCHEMA {
+            path.push_str(&format!("?schema={schema}"));
+        }
+        let key = LockKey::Server { server: location, schema, name: name.clone() };
+        Self { server, name, key, path: PathBuf::from(path) }
+    }
+
+    fn shared(mode: Mode) -> bool {
+        mode == Mode::Shared
+    }
+
+    /// The grant for `fence`, with the signal of the session that holds
+    /// the lock now.
+    fn grant(&self, fence: u64) -> Grant {
+        Grant { fence: Some(fence), lost: self.server.lost_signal(&self.name) }
+    }
+
+    fn lost(&self, reason: &str) -> PackLockError {
+        PackLockError::Lost { path: self.path.clone(), reason: reason.to_string() }
+    }
+}
+
+impl LockBackend for ServerLock {
+    fn key(&self) -> &LockKey {
+        &self.key
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One round trip on the server's main session; an exclusive grant
+    /// commits the new fence first.
+    fn try_lock(&self, mode: Mode) -> Result<Option<Grant>, PackLockError> {
+        let fence = self.server.try_lock(&self.name, Self::shared(mode))?;
+        Ok(fence.map(|fence| self.grant(fence)))
+    }
+
+    /// Waits on a session of its own; `interrupt` cancels the waiting
+    /// query (a cancel request to the server), so an abandoned wait ends
+    /// within a round trip or two, with nothing held and nothing queued on
+    /// the server.
+    fn lock(&self, mode: Mode, interrupt: &Interrupt) -> Result<Grant, PackLockError> {
+        let cancel = WaitCancel::new();
+        let canceller = cancel.clone();
+        interrupt.on_fire(move || canceller.cancel());
+        let fence = self.server.lock_wait(&self.name, Self::shared(mode), &cancel)?;
+        Ok(self.grant(fence))
+    }
+
+    fn unlock(&self) -> Result<(), PackLockError> {
+        Ok(self.server.unlock(&self.name)?)
+    }
+
+    /// A name is never replaced, so this is never `Ok(false)`: the hold is
+    /// either still the session's (asked of the server, one round trip) or
+    /// [`PackLockError::Lost`].
+    fn is_current(&self, grant: &Grant) -> Result<bool, PackLockError> {
+        if grant.is_lost() {
+            return Err(self.lost("the session holding it ended"));
+        }
+        match self.server.check(&self.name)? {
+            Some(true) => Ok(true),
+            Some(false) => Err(self.lost("the server no longer has it for this session")),
+            // Taken through another `LockServer` of this process (the two
+            // share the lock's queue): its session's signal is all we have.
+            None => Ok(true),
+        }
+    }
+
+    /// From the server's `pg_locks`: pids are server backend pids, labels
+    /// name the client address.
+    fn holders(&self) -> Vec<Holder> {
+        match self.server.holders(&self.name) {
+            Ok(holders) => holders.iter().map(|h| h.to_holder()).collect(),
+            Err(e) => {
+                log::debug!("cannot list holders: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn record_holder(&self, label: &str) {
+        if let Err(e) = self.server.record_holder(&self.name, label) {
+            log::debug!("cannot record the holder: {e}");
+        }
+    }
+
+    /// The same lock: a name is never replaced. (A child made by `fork`
+    /// cannot use its parent's `LockServer`, whose client thread it lacks;
+    /// connect in the child.)
+    fn reopen(&self) -> Result<Arc<dyn LockBackend>, PackLockError> {
+        Ok(Arc::new(self.clone()))
+    }
+}
