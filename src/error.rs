@@ -46,7 +46,7 @@ pub enum PackLockError {
 
     /// The lock is held by someone else (another process, thread or task,
     /// or the caller itself) and the acquire was not allowed to wait.
-    #[error("lock file `{}` is busy: held by {}", path.display(), describe(holder.as_ref()))]
+    #[error("lock `{}` is busy: held by {}", path.display(), describe(holder.as_ref()))]
     #[non_exhaustive]
     Busy {
         /// The lock file.
@@ -61,7 +61,7 @@ pub enum PackLockError {
     /// thread or task counts for the one that acquired it until the new
     /// owner calls [`PackLockHold::adopt`](crate::PackLockHold::adopt).
     #[error(
-        "lock file `{}` is already held by this thread or task; acquiring it again would wait \
+        "lock `{}` is already held by this thread or task; acquiring it again would wait \
          forever (if the hold was moved to another thread or task, call PackLockHold::adopt there)",
         path.display()
     )]
@@ -109,7 +109,7 @@ pub enum PackLockError {
     /// The lock was not had within the time allowed
     /// ([`PackLock::acquire_timeout`](crate::PackLock::acquire_timeout) or an
     /// async timeout). Nothing is held or queued afterwards.
-    #[error("timed out after {timeout:?} waiting for lock file `{}`", path.display())]
+    #[error("timed out after {timeout:?} waiting for lock `{}`", path.display())]
     #[non_exhaustive]
     TimedOut {
         /// The lock file.

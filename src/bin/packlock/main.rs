@@ -70,10 +70,10 @@
 //! held: /srv/pack/.pack-lock
 //!   pid 4242, exclusive, label "nightly", for 7s
 //! $ packlock --nonblock /srv/pack -- make; echo "exit $?"
-//! packlock: lock file `/srv/pack/.pack-lock` is busy: held by pid 4242 ("nightly", for 9s)
+//! packlock: lock `/srv/pack/.pack-lock` is busy: held by pid 4242 ("nightly", for 9s)
 //! exit 1
 //! $ packlock --timeout 0.5 --conflict-exit-code 75 /srv/pack -- make; echo "exit $?"
-//! packlock: timed out after 500ms waiting for lock file `/srv/pack/.pack-lock`; held by pid 4242 ("nightly", for 12s)
+//! packlock: timed out after 500ms waiting for lock `/srv/pack/.pack-lock`; held by pid 4242 ("nightly", for 12s)
 //! exit 75
 //! $ packlock --shared /srv/other -- sh -c 'exit 3'; echo "exit $?"
 //! exit 3
