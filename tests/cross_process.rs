@@ -20,7 +20,7 @@ const PROCESSES: usize = 3;
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
-        "hold" => common::hold_until_told(&args.dir),
+        "hold" => common::hold_until_told(&common::open(&args.dir)),
         "count" => count(&args.dir),
         other => panic!("unknown role {other}"),
     });

@@ -28,7 +28,7 @@ use packlock::{PackLock, PackLockError};
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|child| match child.role.as_str() {
-        "hold" => common::hold_until_told(&child.dir),
+        "hold" => common::hold_until_told(&common::open(&child.dir)),
         role => panic!("unknown role {role}"),
     });
 }

@@ -20,7 +20,7 @@ use packlock::{PackLock, PackLockError};
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
-        "hold" => common::hold_until_told(&args.dir),
+        "hold" => common::hold_until_told(&common::open(&args.dir)),
         other => panic!("unknown role {other}"),
     });
 }
