@@ -17,11 +17,9 @@
 mod common;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -387,17 +385,7 @@ fn acquire_cancellable_takes_a_custom_signal() {
 fn cancel_while_parked_behind_util_linux_flock() {
     let dir = temp_dir();
     let lock = Arc::new(open(dir.path()));
-    let mut flock = Command::new("flock")
-        .arg(lock.path())
-        .args(["-c", "echo locked; cat >/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run util-linux flock (is it installed?)");
-    let mut said = String::new();
-    let stdout = flock.stdout.take().expect("flock stdout");
-    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
-    assert_eq!(said.trim(), "locked");
+    let flock = common::flock::Holder::start(lock.path(), "-x");
 
     let (shared, path) = (Arc::clone(&lock), lock.path().to_path_buf());
     let latency = run_on(Runtime::BlockOn, async move {
@@ -405,8 +393,7 @@ fn cancel_while_parked_behind_util_linux_flock() {
     });
     assert_prompt(latency);
 
-    drop(flock.stdin.take()); // `cat` ends, flock exits and unlocks
-    assert!(flock.wait().expect("reap flock").success());
+    flock.stop(); // `cat` ends, flock exits and unlocks
     wait_until_free(&lock);
 }
 

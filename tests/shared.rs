@@ -17,9 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::open as exclusive;
-use common::{
-    Child, ChildArgs, DEADLINE, hold_until_told, section, tell_parent, temp_dir, wait_for_parent,
-};
+use common::{Child, ChildArgs, DEADLINE, hold_until_told, section, temp_dir, wait_for_parent};
 use futures_lite::future;
 use packlock::{
     CancellationToken, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold,
@@ -1057,14 +1055,14 @@ fn cancel_many(dir: &Path) {
         other => panic!("expected TimedOut, got {other:?}"),
     }
     assert!(waiters_of(&path, me) <= 1);
-    tell_parent("cancelled");
+    common::tell_parent("cancelled");
     wait_for_parent(); // the holder has released
     let writer = exclusive(dir);
     common::wait_until("the lock is free again", || writer.try_acquire().is_ok());
     assert_eq!(waiters_of(&path, me), 0, "a waiter of ours stayed in the kernel");
     assert!(thread_count() <= threads_before + 2);
     drop(lock.try_acquire().expect("shared try_acquire once free"));
-    tell_parent("free");
+    common::tell_parent("free");
 }
 
 #[cfg(target_os = "linux")]
