@@ -5,6 +5,7 @@
 //! acquires serialise within a process, and `validate` notices a lock file
 //! that was deleted or replaced.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -15,32 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use packlock::{PACK_LOCK_FILE_NAME, PackLock, PackLockError, PackLockHold};
-use tempfile::TempDir;
+use packlock::{PACK_LOCK_FILE_NAME, PackLock, PackLockError};
 
-/// How long a test waits for something that must happen before calling it
-/// a hang. Generous: it only bounds failures, passing runs never reach it.
-const HANG: Duration = Duration::from_secs(30);
-
-fn temp_dir() -> TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-fn open(dir: &Path) -> PackLock {
-    PackLock::open(dir).expect("open")
-}
-
-/// Asserts that `lock.try_acquire()` fails with `Busy` naming `lock.path()`.
-fn assert_busy(lock: &PackLock) {
-    match lock.try_acquire() {
-        Err(err @ PackLockError::Busy { .. }) => {
-            let PackLockError::Busy { path, .. } = &err else { unreachable!() };
-            assert_eq!(path, lock.path(), "Busy must name the lock file");
-            assert!(err.to_string().contains(&*lock.path().to_string_lossy()), "{err}");
-        }
-        other => panic!("expected Busy for {}, got {other:?}", lock.path().display()),
-    }
-}
+use common::{DEADLINE, open, temp_dir, wait_until};
 
 #[test]
 fn acquire_creates_the_lock_file() {
@@ -59,7 +37,7 @@ fn try_acquire_is_busy_for_another_lock_on_the_same_dir() {
     let first = open(tmp.path());
     let _hold = first.acquire().expect("acquire");
     let second = open(tmp.path());
-    assert_busy(&second);
+    assert_err!(second.try_acquire(), PackLockError::Busy, second.path());
     assert_eq!(second.path(), tmp.path().join(PACK_LOCK_FILE_NAME));
 }
 
@@ -68,7 +46,7 @@ fn try_acquire_is_busy_for_the_holding_lock_itself() {
     let tmp = temp_dir();
     let lock = open(tmp.path());
     let _hold = lock.try_acquire().expect("first try_acquire");
-    assert_busy(&lock);
+    assert_err!(lock.try_acquire(), PackLockError::Busy, lock.path());
 }
 
 #[test]
@@ -77,9 +55,16 @@ fn try_acquire_is_busy_from_another_thread() {
     let lock = Arc::new(open(tmp.path()));
     let _hold = lock.acquire().expect("acquire");
     let shared = Arc::clone(&lock);
-    thread::spawn(move || assert_busy(&shared)).join().expect("shared lock thread");
+    let busy = move || {
+        assert_err!(shared.try_acquire(), PackLockError::Busy, shared.path());
+    };
+    thread::spawn(busy).join().expect("shared lock thread");
     let dir = tmp.path().to_path_buf();
-    thread::spawn(move || assert_busy(&open(&dir))).join().expect("own lock thread");
+    let busy = move || {
+        let own = open(&dir);
+        assert_err!(own.try_acquire(), PackLockError::Busy, own.path());
+    };
+    thread::spawn(busy).join().expect("own lock thread");
 }
 
 #[cfg(unix)]
@@ -94,11 +79,11 @@ fn try_acquire_is_busy_through_a_symlinked_dir() {
     assert_eq!(alias.path(), link.join(PACK_LOCK_FILE_NAME));
 
     let hold = lock.acquire().expect("acquire");
-    assert_busy(&alias);
+    assert_err!(alias.try_acquire(), PackLockError::Busy, alias.path());
     drop(hold);
 
     let hold = alias.acquire().expect("acquire through the symlink");
-    assert_busy(&lock);
+    assert_err!(lock.try_acquire(), PackLockError::Busy, lock.path());
     drop(hold);
 }
 
@@ -111,12 +96,13 @@ fn try_acquire_is_busy_through_a_hard_link() {
     let alias = PackLock::open_file(&link).expect("open_file");
 
     let hold = lock.acquire().expect("acquire");
-    assert_busy(&alias);
+    assert_err!(alias.try_acquire(), PackLockError::Busy, alias.path());
     drop(hold);
 
     let hold = alias.acquire().expect("acquire through the hard link");
-    assert_busy(&lock);
-    assert_busy(&open(tmp.path()));
+    assert_err!(lock.try_acquire(), PackLockError::Busy, lock.path());
+    let fresh = open(tmp.path());
+    assert_err!(fresh.try_acquire(), PackLockError::Busy, fresh.path());
     drop(hold);
 }
 
@@ -141,7 +127,7 @@ fn release_returns_ok_and_frees_the_lock() {
     let lock = open(tmp.path());
     let other = open(tmp.path());
     let hold = lock.acquire().expect("acquire");
-    assert_busy(&other);
+    assert_err!(other.try_acquire(), PackLockError::Busy, other.path());
     hold.release().expect("release");
     other.try_acquire().expect("free after release").release().expect("release");
     lock.try_acquire().expect("free again").release().expect("release");
@@ -168,15 +154,6 @@ fn distinct_paths_do_not_contend() {
     let _hn = named.try_acquire().expect("another file name is another lock");
 }
 
-/// Polls `condition` until it holds or `HANG` passes.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::yield_now();
-    }
-}
-
 /// A thread holds the lock; a waiter blocks in `acquire` (through `waiter`)
 /// and must not get the lock before the holder lets go.
 fn blocking_acquire_waits_for_the_holder(holder: &PackLock, waiter: Arc<PackLock>) {
@@ -199,7 +176,7 @@ fn blocking_acquire_waits_for_the_holder(holder: &PackLock, waiter: Arc<PackLock
         })
     };
 
-    started_rx.recv_timeout(HANG).expect("waiter thread started");
+    started_rx.recv_timeout(DEADLINE).expect("waiter thread started");
     // Give the waiter time to reach the lock and (wrongly) get it.
     let window = Instant::now() + Duration::from_millis(50);
     while Instant::now() < window {
@@ -209,7 +186,7 @@ fn blocking_acquire_waits_for_the_holder(holder: &PackLock, waiter: Arc<PackLock
     held.store(false, Ordering::SeqCst);
     drop(hold);
 
-    let holder_still_held = done_rx.recv_timeout(HANG).expect("the waiter never got the lock");
+    let holder_still_held = done_rx.recv_timeout(DEADLINE).expect("the waiter never got the lock");
     assert!(!holder_still_held, "the waiter got the lock while it was held");
     waiter_thread.join().expect("waiter thread");
 }
@@ -327,7 +304,8 @@ async fn async_acquire_waits_for_a_held_lock() {
     assert!(!waiter.is_finished(), "the waiter got the lock while it was held");
     held.store(false, Ordering::SeqCst);
     drop(hold);
-    let got_it_while_held = tokio::time::timeout(HANG, waiter).await.expect("hang").expect("task");
+    let got_it_while_held =
+        tokio::time::timeout(DEADLINE, waiter).await.expect("hang").expect("task");
     assert!(!got_it_while_held);
 }
 
@@ -342,13 +320,6 @@ fn validate_is_ok_while_the_file_stays() {
     hold.validate().expect("validate after a write");
 }
 
-fn assert_replaced(hold: &PackLockHold, lock: &PackLock) {
-    match hold.validate() {
-        Err(PackLockError::Replaced { path, .. }) => assert_eq!(path, lock.path()),
-        other => panic!("expected Replaced, got {other:?}"),
-    }
-}
-
 /// After the held file is gone from the path, the hold reports it, and the
 /// same `PackLock` locks the file now at the path once the hold is dropped.
 fn check_replacement(replace: impl FnOnce(&Path)) {
@@ -356,7 +327,7 @@ fn check_replacement(replace: impl FnOnce(&Path)) {
     let lock = open(tmp.path());
     let hold = lock.acquire().expect("acquire");
     replace(lock.path());
-    assert_replaced(&hold, &lock);
+    assert_err!(hold.validate(), PackLockError::Replaced, lock.path());
 
     // A newcomer locks the file now at the path: the old hold no longer
     // excludes anyone, which is what `validate` warns about.
@@ -369,7 +340,7 @@ fn check_replacement(replace: impl FnOnce(&Path)) {
     let again = lock.acquire().expect("acquire after replacement");
     again.validate().expect("the lock reopened the file at the path");
     assert!(lock.path().is_file());
-    assert_busy(&newcomer);
+    assert_err!(newcomer.try_acquire(), PackLockError::Busy, newcomer.path());
 }
 
 #[test]
@@ -400,7 +371,7 @@ fn validate_reports_a_lock_file_renamed_away() {
     let lock = open(tmp.path());
     let hold = lock.acquire().expect("acquire");
     fs::rename(lock.path(), tmp.path().join("moved")).expect("rename");
-    assert_replaced(&hold, &lock);
+    assert_err!(hold.validate(), PackLockError::Replaced, lock.path());
 }
 
 /// A lock file that still has a name elsewhere (renamed away, or hard-linked

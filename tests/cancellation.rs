@@ -17,17 +17,17 @@
 mod common;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Child, ChildArgs, assert_free, release, wait_until_free};
+use common::{
+    Child, ChildArgs, assert_cancelled, assert_free, open, release, temp_dir, wait_until_free,
+    wait_until_parked,
+};
 use futures_lite::future;
 use packlock::{CancelSignal, CancellationToken, PackLock, PackLockErrorOrCancelled, PackLockHold};
 
@@ -41,7 +41,7 @@ type Acquired = Result<PackLockHold, PackLockErrorOrCancelled>;
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
-        "hold" => common::hold_until_told(&args.dir),
+        "hold" => common::hold_until_told(&common::open(&args.dir)),
         "hold_every_subdir" => hold_every_subdir(&args.dir),
         #[cfg(target_os = "linux")]
         "count_threads" => count_threads_over_cancels(&args.dir),
@@ -68,41 +68,7 @@ fn hold_every_subdir(dir: &Path) {
 
 // --- helpers ----------------------------------------------------------------
 
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-fn open(dir: &Path) -> PackLock {
-    PackLock::open(dir).expect("open")
-}
-
-fn assert_cancelled(result: &Acquired) {
-    assert!(
-        matches!(result, Err(PackLockErrorOrCancelled::Cancelled)),
-        "expected Cancelled, got {result:?}"
-    );
-}
-
-/// Whether this process has a waiter in the kernel on the file at `path`
-/// — the pool job of an async acquire, parked in `flock`. Elsewhere there
-/// is no way to see it: say yes, since the tests work either way.
-fn is_parked(path: &Path) -> bool {
-    #[cfg(target_os = "linux")]
-    return common::proc_locks::waiters_of(path, std::process::id()) == 1;
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        true
-    }
-}
-
-/// Waits until [`is_parked`], for a caller whose acquire is being polled
-/// by someone else (an executor, a blocked thread).
-fn wait_until_parked(path: &Path) {
-    common::wait_until("our acquire waits in the kernel", || is_parked(path));
-}
-
-/// Polls `acquire` until it completes or [`is_parked`]: an acquire nobody
+/// Polls `acquire` until it completes or [`is_parked`](common::is_parked): an acquire nobody
 /// polls may never get as far as the kernel (it may first have to be woken
 /// in the in-process queue).
 async fn poll_until_parked<T>(
@@ -114,7 +80,7 @@ async fn poll_until_parked<T>(
         if let Some(done) = future::poll_once(acquire.as_mut()).await {
             return Some(done);
         }
-        if is_parked(path) {
+        if common::is_parked(path) {
             return None;
         }
         assert!(Instant::now() < deadline, "our acquire never got to wait in the kernel");
@@ -194,15 +160,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (done, outcome) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(run_here(runtime, future));
-    });
-    match outcome.recv_timeout(common::DEADLINE) {
-        Ok(output) => output,
-        Err(RecvTimeoutError::Timeout) => panic!("hung on {runtime:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the future panicked on {runtime:?}"),
-    }
+    common::within_deadline(move || run_here(runtime, future))
 }
 
 fn run_here<F>(runtime: Runtime, future: F) -> F::Output
@@ -427,17 +385,7 @@ fn acquire_cancellable_takes_a_custom_signal() {
 fn cancel_while_parked_behind_util_linux_flock() {
     let dir = temp_dir();
     let lock = Arc::new(open(dir.path()));
-    let mut flock = Command::new("flock")
-        .arg(lock.path())
-        .args(["-c", "echo locked; cat >/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run util-linux flock (is it installed?)");
-    let mut said = String::new();
-    let stdout = flock.stdout.take().expect("flock stdout");
-    BufReader::new(stdout).read_line(&mut said).expect("read from flock");
-    assert_eq!(said.trim(), "locked");
+    let flock = common::flock::Holder::start(lock.path(), "-x");
 
     let (shared, path) = (Arc::clone(&lock), lock.path().to_path_buf());
     let latency = run_on(Runtime::BlockOn, async move {
@@ -445,8 +393,7 @@ fn cancel_while_parked_behind_util_linux_flock() {
     });
     assert_prompt(latency);
 
-    drop(flock.stdin.take()); // `cat` ends, flock exits and unlocks
-    assert!(flock.wait().expect("reap flock").success());
+    flock.stop(); // `cat` ends, flock exits and unlocks
     wait_until_free(&lock);
 }
 

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::DEADLINE;
+use common::{DEADLINE, assert_free, open, temp_dir};
 use packlock::{PackLock, PackLockHold};
 
 const LABEL: &str = "test holder";
@@ -117,13 +117,6 @@ fn hold(dir: &Path) -> (PackLock, PackLockHold) {
     (lock, hold)
 }
 
-fn assert_free(dir: &Path) {
-    let lock = PackLock::open(dir).expect("open");
-    if let Err(e) = lock.try_acquire() {
-        panic!("the lock is still held after packlock exited: {e}");
-    }
-}
-
 /// `packlock` holds a conflicting lock: it gave up and named this process.
 fn assert_conflict_names_us(outcome: &Outcome, code: i32) {
     assert_eq!(outcome.code, code, "{outcome:?}");
@@ -133,7 +126,7 @@ fn assert_conflict_names_us(outcome: &Outcome, code: i32) {
 
 #[test]
 fn the_commands_exit_code_is_passed_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let dir = text(dir.path());
     assert_eq!(packlock(&[dir, "--", "true"]).code, 0);
     assert_eq!(packlock(&["--nonblock", dir, "--", "true"]).code, 0);
@@ -145,24 +138,24 @@ fn the_commands_exit_code_is_passed_on() {
     // Killed by a signal: 128 + N, as shells report it.
     assert_eq!(packlock(&[dir, "--", "sh", "-c", "kill -TERM $$"]).code, 128 + 15);
     assert_eq!(packlock(&[dir, "--", "sh", "-c", "kill -KILL $$"]).code, 128 + 9);
-    assert_free(Path::new(dir));
+    assert_free(&open(Path::new(dir)), "the lock is still held after packlock exited");
 }
 
 #[test]
 fn a_command_that_cannot_run_exits_127_or_126_and_releases() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let not_found = packlock(&[text(dir.path()), "--", "packlock-test-no-such-command"]);
     assert_eq!(not_found.code, 127, "{not_found:?}");
     assert!(not_found.stderr.contains("packlock-test-no-such-command"), "{not_found:?}");
     let cannot_run = packlock(&[text(dir.path()), "--", text(dir.path())]); // a directory
     assert_eq!(cannot_run.code, 126, "{cannot_run:?}");
-    assert_free(dir.path());
+    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
 }
 
 #[test]
 #[cfg(target_os = "linux")]
 fn the_command_runs_while_the_lock_is_held() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
     let probe = "for mode in -x -s; do \
                  if flock -n $mode \"$1\" true; then echo free; else echo held; fi; done";
@@ -171,12 +164,12 @@ fn the_command_runs_while_the_lock_is_held() {
     let shared =
         packlock(&["--shared", text(dir.path()), "--", "sh", "-c", probe, "sh", text(&file)]);
     assert_eq!((shared.code, shared.stdout.as_str()), (0, "held\nfree\n"), "{shared:?}");
-    assert_free(dir.path());
+    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
 }
 
 #[test]
 fn nonblock_gives_up_at_once_naming_the_holder() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let marker = dir.path().join("ran");
     let (_lock, _hold) = hold(dir.path());
     let args = |extra: &'static [&'static str]| {
@@ -194,7 +187,7 @@ fn nonblock_gives_up_at_once_naming_the_holder() {
 #[test]
 #[cfg(target_os = "linux")]
 fn nonblock_names_a_flock_holder() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
     fs::write(&file, "").expect("create lock file");
     let flock = common::flock::Holder::start(&file, "-x");
@@ -205,12 +198,12 @@ fn nonblock_names_a_flock_holder() {
     assert!(outcome.stderr.contains(&holder), "stderr does not name flock: {outcome:?}");
 
     flock.stop();
-    assert_free(dir.path());
+    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
 }
 
 #[test]
 fn timeout_gives_up_after_the_time_allowed() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let marker = dir.path().join("ran");
     let (_lock, _hold) = hold(dir.path());
     let outcome =
@@ -231,7 +224,7 @@ fn timeout_gives_up_after_the_time_allowed() {
 /// checks it then ran.
 #[cfg(target_os = "linux")]
 fn waits_then_runs(options: &[&str]) -> Outcome {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let (lock, hold) = hold(dir.path());
     let mut args = options.to_vec();
     args.extend([text(dir.path()), "--", "sh", "-c", "echo ran"]);
@@ -242,7 +235,7 @@ fn waits_then_runs(options: &[&str]) -> Outcome {
     drop(hold);
     let outcome = waiter.finish();
     assert_eq!((outcome.code, outcome.stdout.as_str()), (0, "ran\n"), "{outcome:?}");
-    assert_free(dir.path());
+    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
     outcome
 }
 
@@ -264,7 +257,7 @@ fn a_waiting_packlock_runs_once_the_holder_lets_go() {
 
 #[test]
 fn shared_holds_overlap_and_exclude_an_exclusive_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let (started, go) = (dir.path().join("started"), dir.path().join("go"));
     // Holds a shared lock until `go` exists (giving up after ~30 s).
     let wait_for_go = "touch \"$1\"; i=0; while [ ! -e \"$2\" ]; do \
@@ -291,12 +284,12 @@ fn shared_holds_overlap_and_exclude_an_exclusive_one() {
     assert_eq!(second.code, 0, "a second shared hold had to wait: {second:?}");
     let first = first.finish();
     assert_eq!(first.code, 0, "{first:?}");
-    assert_free(dir.path());
+    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
 }
 
 #[test]
 fn status_tells_a_free_lock_from_a_held_one() {
-    let root = tempfile::tempdir().expect("temp dir");
+    let root = temp_dir();
     let missing = root.path().join("not-yet");
     let outcome = packlock(&["--status", text(&missing)]);
     assert_eq!(outcome.code, 0, "{outcome:?}");
@@ -337,7 +330,7 @@ fn help_shows_examples_and_version_names_the_release() {
 
 #[test]
 fn usage_errors_exit_2_without_running_anything() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let marker = dir.path().join("ran");
     let (d, m) = (text(dir.path()), text(&marker));
     let cases: &[&[&str]] = &[
@@ -374,7 +367,7 @@ fn usage_errors_exit_2_without_running_anything() {
 
 #[test]
 fn packlock_failures_exit_1_naming_the_path() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let marker = dir.path().join("ran");
     let bad_name =
         packlock(&["--file", "../escape", text(dir.path()), "--", "touch", text(&marker)]);
@@ -392,7 +385,7 @@ fn packlock_failures_exit_1_naming_the_path() {
 
 #[test]
 fn a_label_never_overwrites_a_lock_file_holding_other_data() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let data = dir.path().join("data.txt");
     fs::write(&data, "precious\n").expect("write data");
     let quiet = packlock(&["--file", "data.txt", text(dir.path()), "--", "true"]);
@@ -413,7 +406,7 @@ fn a_label_never_overwrites_a_lock_file_holding_other_data() {
 /// ever overwritten after that.
 #[test]
 fn a_log_appended_to_under_its_own_lock_keeps_every_line() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let log = dir.path().join("log.txt");
     for line in ["first", "second"] {
         let append = format!("echo {line} >> {}", text(&log));
@@ -428,7 +421,7 @@ fn a_log_appended_to_under_its_own_lock_keeps_every_line() {
 /// 1, naming it) without hanging, and the command does not run.
 #[test]
 fn special_lock_files_are_refused_naming_them() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let marker = dir.path().join("ran");
     let made = Command::new("mkfifo").arg(dir.path().join("fifo")).status().expect("mkfifo");
     assert!(made.success());
@@ -459,7 +452,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_background_process_of_the_command_does_not_keep_the_lock() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let pid_file = dir.path().join("sleep.pid");
     let script = "sleep 30 </dev/null >/dev/null 2>&1 & echo $! > \"$1\"";
     let outcome = packlock(&[text(dir.path()), "--", "sh", "-c", script, "sh", text(&pid_file)]);
@@ -468,7 +461,7 @@ fn a_background_process_of_the_command_does_not_keep_the_lock() {
     assert_eq!(outcome.code, 0, "{outcome:?}");
     let alive = Command::new("kill").args(["-0", &pid]).status().expect("run kill -0");
     assert!(alive.success(), "the background sleep is gone: the test proves nothing");
-    assert_free(dir.path());
+    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
 
     // The check sees a lock kept by a background process where there is
     // one: util-linux flock without `-o` passes its lock on to the command.
@@ -484,7 +477,7 @@ fn a_background_process_of_the_command_does_not_keep_the_lock() {
         let pid = fs::read_to_string(&pid_file).expect("read pid file").trim().to_string();
         let sleep = KillOnDrop(pid);
         assert!(status.success());
-        let lock = PackLock::open(dir.path()).expect("open");
+        let lock = common::open(dir.path());
         assert!(lock.try_acquire().is_err(), "flock's background sleep does not keep the lock");
         drop(sleep);
         common::wait_until("the killed sleep lets go", || lock.try_acquire().is_ok());
@@ -494,7 +487,7 @@ fn a_background_process_of_the_command_does_not_keep_the_lock() {
 #[test]
 #[cfg(target_os = "linux")]
 fn the_command_inherits_no_lock_file_descriptor() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let list_fds = "for fd in /proc/$$/fd/*; do readlink \"$fd\" || true; done";
     for mode in [&[][..], &["--shared"][..]] {
         let mut args = mode.to_vec();

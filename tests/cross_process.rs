@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 
-use common::{Child, ChildArgs, section};
-use packlock::{PackLock, PackLockError};
+use common::{Child, ChildArgs, open, section, temp_dir};
+use packlock::PackLockError;
 
 const THREADS: usize = 3;
 const TASKS: usize = 3;
@@ -20,7 +20,7 @@ const PROCESSES: usize = 3;
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
-        "hold" => common::hold_until_told(&args.dir),
+        "hold" => common::hold_until_told(&common::open(&args.dir)),
         "count" => count(&args.dir),
         other => panic!("unknown role {other}"),
     });
@@ -44,7 +44,7 @@ fn count(dir: &Path) {
 /// A fresh `PackLock` per round: opening and locking both race.
 fn increment_from_thread(dir: &Path) {
     for _ in 0..ROUNDS {
-        let hold = PackLock::open(dir).expect("open").acquire().expect("acquire");
+        let hold = open(dir).acquire().expect("acquire");
         let seen = section::enter(dir);
         thread::yield_now();
         section::leave(dir, seen);
@@ -58,7 +58,7 @@ fn increment_from_tasks(dir: &Path) {
         .worker_threads(2)
         .build()
         .expect("tokio runtime");
-    let lock = Arc::new(PackLock::open(dir).expect("open"));
+    let lock = Arc::new(open(dir));
     runtime.block_on(async {
         let tasks: Vec<_> = (0..TASKS)
             .map(|_| {
@@ -82,7 +82,7 @@ fn increment_from_tasks(dir: &Path) {
 
 #[test]
 fn processes_threads_and_tasks_never_overlap_and_lose_no_update() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut children: Vec<Child> =
         (0..PROCESSES).map(|_| Child::spawn("count", dir.path())).collect();
     for child in &mut children {
@@ -97,10 +97,10 @@ fn processes_threads_and_tasks_never_overlap_and_lose_no_update() {
 
 #[test]
 fn kill_9_of_a_holder_frees_the_lock_at_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let child = Child::spawn("hold", dir.path());
     child.expect("locked");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let lock = open(dir.path());
     assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })));
     child.kill();
     let _hold = lock.try_acquire().expect("the kernel releases a dead holder's lock");
@@ -108,16 +108,13 @@ fn kill_9_of_a_holder_frees_the_lock_at_once() {
 
 #[test]
 fn a_waiter_gets_the_lock_when_the_holder_is_killed() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let child = Child::spawn("hold", dir.path());
     child.expect("locked");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let lock = open(dir.path());
     thread::scope(|scope| {
         let waiter = scope.spawn(|| lock.acquire().map(drop));
-        #[cfg(target_os = "linux")]
-        common::wait_until("the waiter is parked in the kernel", || {
-            common::proc_locks::waiters_of(lock.path(), std::process::id()) == 1
-        });
+        common::wait_until_parked(lock.path());
         assert!(!waiter.is_finished(), "acquired while a live process held the lock");
         child.kill();
         waiter.join().expect("waiter panicked").expect("acquire after the holder died");
@@ -131,10 +128,10 @@ fn a_waiter_gets_the_lock_when_the_holder_is_killed() {
 fn a_process_sends_at_most_one_waiter_per_lock_file_to_the_kernel() {
     use common::proc_locks::waiters_of;
 
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold", dir.path());
     child.expect("locked");
-    let shared = Arc::new(PackLock::open(dir.path()).expect("open"));
+    let shared = Arc::new(open(dir.path()));
     let path = shared.path().to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -149,7 +146,7 @@ fn a_process_sends_at_most_one_waiter_per_lock_file_to_the_kernel() {
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let dir = dir.path().to_path_buf();
-            thread::spawn(move || PackLock::open(dir)?.acquire().map(drop))
+            thread::spawn(move || packlock::PackLock::open(dir)?.acquire().map(drop))
         })
         .collect();
     let me = std::process::id();

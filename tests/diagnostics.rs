@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::{Child, ChildArgs};
+use common::{Child, ChildArgs, open, temp_dir};
 use packlock::{PackLock, PackLockError};
 
 const CHILD_LABEL: &str = "child worker";
@@ -23,11 +23,7 @@ fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
         "hold-labelled" => {
             let lock = PackLock::builder(&args.dir).label(CHILD_LABEL).open().expect("open");
-            let hold = lock.acquire().expect("acquire");
-            common::tell_parent("locked");
-            common::wait_for_parent();
-            hold.release().expect("release");
-            common::tell_parent("released");
+            common::hold_until_told(&lock);
         }
         other => panic!("unknown role {other}"),
     });
@@ -73,8 +69,8 @@ fn busy_holder(lock: &PackLock) -> packlock::Holder {
 
 #[test]
 fn busy_names_a_foreign_flock_holder_by_pid() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let flock = common::flock::Holder::start(lock.path(), "-x");
     let holder = busy_holder(&lock);
     assert_eq!(holder.pid, flock.pid(), "flock itself holds the lock");
@@ -88,10 +84,10 @@ fn busy_names_a_foreign_flock_holder_by_pid() {
 
 #[test]
 fn busy_names_a_packlock_holder_by_pid_and_label() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold-labelled", dir.path());
     child.expect("locked");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let lock = open(dir.path());
 
     let holder = busy_holder(&lock);
     assert_eq!(holder.pid, child.id());
@@ -110,7 +106,7 @@ fn busy_names_a_packlock_holder_by_pid_and_label() {
 #[test]
 fn a_wait_past_its_threshold_logs_once_naming_the_holder() {
     capture_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold-labelled", dir.path());
     child.expect("locked");
     let lock = PackLock::builder(dir.path())
@@ -135,7 +131,7 @@ fn a_wait_past_its_threshold_logs_once_naming_the_holder() {
 #[test]
 fn a_wait_shorter_than_its_threshold_logs_nothing() {
     capture_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold-labelled", dir.path());
     child.expect("locked");
     let lock = PackLock::builder(dir.path())
@@ -144,10 +140,7 @@ fn a_wait_shorter_than_its_threshold_logs_nothing() {
         .expect("open");
     thread::scope(|scope| {
         let waiter = scope.spawn(|| lock.acquire().map(drop));
-        let me = std::process::id();
-        common::wait_until("we wait in the kernel", || {
-            common::proc_locks::waiters_of(lock.path(), me) == 1
-        });
+        common::wait_until_parked(lock.path());
         child.proceed();
         child.expect("released");
         waiter.join().expect("waiter panicked").expect("acquire");
@@ -160,7 +153,7 @@ fn a_wait_shorter_than_its_threshold_logs_nothing() {
 #[test]
 fn a_threshold_of_duration_max_never_logs() {
     capture_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold-labelled", dir.path());
     child.expect("locked");
     let lock = PackLock::builder(dir.path()).log_wait_after(Duration::MAX).open().expect("open");
@@ -179,7 +172,7 @@ fn a_threshold_of_duration_max_never_logs() {
 
 #[test]
 fn holders_lists_shared_holders() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = PackLock::builder(dir.path()).shared(true).label("reader").open().expect("open");
     let _first = lock.acquire().expect("acquire");
     let _second = lock.try_acquire().expect("shared holds coexist");
@@ -192,7 +185,7 @@ fn holders_lists_shared_holders() {
 
 #[test]
 fn a_label_never_overwrites_data_in_the_lock_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let data = dir.path().join("data.txt");
     std::fs::write(&data, "precious data\n").expect("write data");
     let lock = PackLock::builder_for_file(&data).label("writer").open().expect("open");

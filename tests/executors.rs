@@ -10,9 +10,11 @@
 //! `acquire_async` completes on its first poll (it never leaves the caller's
 //! thread) and that a contended one waits without blocking its thread.
 
+mod common;
+
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -112,24 +114,6 @@ fn sync_worker(lock: &PackLock, guarded: &Guarded) -> Outcome {
     Ok(())
 }
 
-/// Runs `test` on its own thread and fails if it has not finished within
-/// `HANG`, so that a lost wake-up fails the test instead of hanging it.
-fn within_deadline(test: impl FnOnce() + Send + 'static) {
-    let (done_tx, done_rx) = mpsc::channel();
-    let runner = thread::spawn(move || {
-        test();
-        let _ = done_tx.send(());
-    });
-    match done_rx.recv_timeout(HANG) {
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after {HANG:?}: hung"),
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = runner.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-}
-
 /// An executor: runs the futures concurrently and returns their outcomes.
 type Runner = fn(Vec<Boxed<Outcome>>) -> Vec<Outcome>;
 
@@ -211,8 +195,8 @@ fn on_block_on(futures: Vec<Boxed<Outcome>>) -> Vec<Outcome> {
 
 /// `TASKS` async workers on `runner`, with locks shared as `sharing` says.
 fn check_async(runner: Runner, sharing: Sharing) {
-    within_deadline(move || {
-        let dir = tempfile::tempdir().expect("temp dir");
+    common::within(HANG, move || {
+        let dir = common::temp_dir();
         let guarded = Arc::new(Guarded::default());
         let futures = locks(dir.path(), sharing, TASKS)
             .into_iter()
@@ -228,8 +212,8 @@ fn check_async(runner: Runner, sharing: Sharing) {
 /// `TASKS` async workers on `runner` and as many threads calling the
 /// blocking `acquire`, all on one directory.
 fn check_mixed(runner: Runner, sharing: Sharing) {
-    within_deadline(move || {
-        let dir = tempfile::tempdir().expect("temp dir");
+    common::within(HANG, move || {
+        let dir = common::temp_dir();
         let guarded = Arc::new(Guarded::default());
         let mut all_locks = locks(dir.path(), sharing, 2 * TASKS);
         let thread_locks = all_locks.split_off(TASKS);
@@ -336,9 +320,9 @@ fn block_on_futures_and_threads_lock_per_worker() {
 
 #[test]
 fn uncontended_acquire_async_is_ready_on_the_first_poll() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
-    let other = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
+    let other = common::open(dir.path());
     for lock in [&lock, &other, &lock] {
         let hold = future::block_on(future::poll_once(lock.acquire_async()))
             .expect("an uncontended acquire_async must not return Pending")
@@ -353,8 +337,8 @@ fn uncontended_acquire_async_stays_on_the_tokio_worker() {
         .worker_threads(4)
         .build()
         .expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(PackLock::open(dir.path()).expect("open"));
+    let dir = common::temp_dir();
+    let lock = Arc::new(common::open(dir.path()));
     runtime.block_on(async {
         let task = tokio::spawn(async move {
             let before = thread::current().id();
@@ -373,8 +357,8 @@ fn uncontended_acquire_async_stays_on_the_tokio_worker() {
 #[test]
 fn tokio_current_thread_acquire_async_completes() {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     let test_thread = thread::current().id();
     runtime.block_on(async {
         let hold = lock.acquire_async().await.expect("acquire_async");
@@ -388,10 +372,10 @@ fn tokio_current_thread_acquire_async_completes() {
 /// place: the lock is free once the holder lets go.
 #[test]
 fn contended_acquire_async_is_pending_and_cancellable() {
-    within_deadline(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let lock = PackLock::open(dir.path()).expect("open");
-        let other = PackLock::open(dir.path()).expect("open");
+    common::within(HANG, || {
+        let dir = common::temp_dir();
+        let lock = common::open(dir.path());
+        let other = common::open(dir.path());
         let hold = lock.acquire().expect("acquire");
         for waiter in [&lock, &other] {
             let polled = future::block_on(future::poll_once(waiter.acquire_async()));

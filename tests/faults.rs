@@ -4,8 +4,12 @@
 //! no lock file descriptor. (Failing OS lock calls are tested in
 //! `src/faults.rs`, through an internal fault-injection seam.)
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use common::{assert_free, open, temp_dir};
+#[cfg(unix)] // only the Unix-only tests below name the type
 use packlock::PackLock;
 
 /// Asks the OS directly, through a new open file: another `PackLock` in
@@ -16,15 +20,10 @@ fn assert_os_lock_held(lock: &PackLock, why: &str) {
     assert!(matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)), "{why}");
 }
 
-fn assert_free(lock: &PackLock, why: &str) {
-    let other = PackLock::open_file(lock.path()).expect("open");
-    drop(other.try_acquire().expect(why));
-}
-
 #[test]
 fn a_panic_in_the_critical_section_of_a_thread_releases_the_lock() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let result = std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -40,8 +39,8 @@ fn a_panic_in_the_critical_section_of_a_thread_releases_the_lock() {
 
 #[test]
 fn a_panic_caught_in_the_critical_section_releases_the_lock() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let result = catch_unwind(AssertUnwindSafe(|| {
         let _hold = lock.acquire().expect("acquire");
         panic!("failure inside the critical section");
@@ -53,8 +52,8 @@ fn a_panic_caught_in_the_critical_section_releases_the_lock() {
 
 #[test]
 fn a_panicking_async_task_releases_the_lock() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = std::sync::Arc::new(PackLock::open(dir.path()).expect("open"));
+    let dir = temp_dir();
+    let lock = std::sync::Arc::new(open(dir.path()));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
     let task = runtime.spawn({
@@ -74,8 +73,8 @@ fn a_panicking_async_task_releases_the_lock() {
 #[cfg(unix)]
 #[test]
 fn a_forked_child_never_releases_its_parents_lock() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let hold = lock.acquire().expect("acquire");
     // SAFETY: the child only drops the hold (an unlock that packlock skips
     // in a forked child, and memory glibc keeps usable after fork) and
@@ -104,7 +103,7 @@ fn a_forked_child_never_releases_its_parents_lock() {
 #[cfg(target_os = "linux")]
 #[test]
 fn spawned_commands_inherit_no_lock_descriptor() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     for shared in [false, true] {
         let lock = PackLock::builder(dir.path()).shared(shared).open().expect("open");
         let _hold = lock.acquire().expect("acquire");

@@ -11,12 +11,12 @@ use std::thread;
 
 use common::flock;
 use common::proc_locks::waiters_of;
-use packlock::{PackLock, PackLockError};
+use packlock::PackLockError;
 
 #[test]
 fn flock_cannot_take_a_lock_packlock_holds() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     let hold = lock.acquire().expect("acquire");
     assert_eq!(flock::nonblocking(lock.path(), &[]), 1, "flock -x got a held lock");
     assert_eq!(flock::nonblocking(lock.path(), &["-s"]), 1, "flock -s got a held lock");
@@ -26,8 +26,8 @@ fn flock_cannot_take_a_lock_packlock_holds() {
 
 #[test]
 fn flock_waits_for_a_packlock_holder() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     let hold = lock.acquire().expect("acquire");
     let mut flock = Command::new("flock")
         .arg(lock.path())
@@ -45,15 +45,14 @@ fn flock_waits_for_a_packlock_holder() {
 
 #[test]
 fn packlock_waits_for_a_flock_holder() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     let flock = flock::Holder::start(lock.path(), "-x");
     assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })));
 
     thread::scope(|scope| {
         let waiter = scope.spawn(|| lock.acquire().map(drop));
-        let me = std::process::id();
-        common::wait_until("we wait in the kernel", || waiters_of(lock.path(), me) == 1);
+        common::wait_until_parked(lock.path());
         assert!(!waiter.is_finished(), "acquired while flock held the lock");
         flock.stop();
         waiter.join().expect("waiter panicked").expect("acquire after flock exits");

@@ -26,7 +26,7 @@ struct FlockLink {
 
 impl FlockLink {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = common::temp_dir();
         let binary = env!("CARGO_BIN_EXE_packlock");
         std::os::unix::fs::symlink(binary, dir.path().join("flock")).expect("link flock");
         FlockLink { dir }
@@ -130,7 +130,7 @@ fn files(dir: &Path) -> Vec<(String, String)> {
 /// the same stdout and the same files afterwards. Returns packlock's run.
 fn same_as_util_linux(link: &FlockLink, args: &[&str]) -> Outcome {
     let runs = [Path::new(UTIL_LINUX).to_path_buf(), link.flock()].map(|program| {
-        let cwd = tempfile::tempdir().expect("temp dir");
+        let cwd = common::temp_dir();
         fs::create_dir(cwd.path().join("d")).expect("mkdir d");
         let (outcome, _) = flock_in(&program, args, cwd.path());
         (outcome, files(cwd.path()))
@@ -233,7 +233,7 @@ fn every_option_and_usage_error_matches_util_linux() {
 #[test]
 fn help_and_version_answer_like_util_linux() {
     let link = FlockLink::new();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     for args in [&["-h"][..], &["--help"], &["-x", "--he", "f", "true"]] {
         let (ours, _) = flock_in(&link.flock(), args, dir.path());
         let (theirs, _) = flock_in(Path::new(UTIL_LINUX), args, dir.path());
@@ -250,7 +250,7 @@ fn help_and_version_answer_like_util_linux() {
 #[test]
 fn conflicts_exit_1_or_the_conflict_code_like_util_linux() {
     let link = FlockLink::new();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let file = dir.path().join("f");
     let marker = dir.path().join("ran");
     let touch = format!("touch {}", marker.display());
@@ -287,7 +287,7 @@ fn conflicts_exit_1_or_the_conflict_code_like_util_linux() {
 #[test]
 fn a_timeout_gives_up_after_about_the_time_given_like_util_linux() {
     let link = FlockLink::new();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let file = dir.path().join("f");
     let holder = common::flock::Holder::start(&file, "-x");
     let args = ["-w", "0.5", "-E", "9", file.to_str().expect("UTF-8 path"), "true"];
@@ -302,7 +302,7 @@ fn a_timeout_gives_up_after_about_the_time_given_like_util_linux() {
 
 /// `waiter` waits for `path` while `holder` holds it, and runs once it lets go.
 fn waits_for(holder: common::flock::Holder, waiter: &Path, path: &Path) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let mut command = Command::new(waiter);
     command.args(["-w", "30"]).arg(path).args(["-c", "echo ran"]);
     let (out, started) = (dir.path().join("out"), Instant::now());
@@ -322,7 +322,7 @@ fn waits_for(holder: common::flock::Holder, waiter: &Path, path: &Path) {
 #[test]
 fn util_linux_and_packlock_as_flock_exclude_each_other() {
     let link = FlockLink::new();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let file = dir.path().join("f");
     let subdir = dir.path().join("d");
     fs::create_dir(&subdir).expect("mkdir");
@@ -353,7 +353,7 @@ fn a_shell_script_using_flock_gets_the_same_results() {
     "#;
     let link = FlockLink::new();
     let run = |path_env: Option<std::ffi::OsString>| {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = common::temp_dir();
         let mut command = Command::new("sh");
         command.args(["-c", script, "sh"]).arg(dir.path());
         if let Some(path_env) = path_env {
@@ -376,7 +376,7 @@ fn a_shell_script_using_flock_gets_the_same_results() {
 #[test]
 fn flock_number_and_unlock_refuse_clearly() {
     let link = FlockLink::new();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let marker = dir.path().join("ran");
     let touch = format!("touch {}", marker.display());
     let sh = |line: &str| {

@@ -28,7 +28,7 @@ use packlock::{PackLock, PackLockError};
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|child| match child.role.as_str() {
-        "hold" => common::hold_until_told(&child.dir),
+        "hold" => common::hold_until_told(&common::open(&child.dir)),
         role => panic!("unknown role {role}"),
     });
 }
@@ -152,8 +152,8 @@ impl ThreadHold {
 #[test]
 fn a_forked_child_waits_for_a_lock_its_parent_holds() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(PackLock::open(dir.path()).expect("open"));
+    let dir = common::temp_dir();
+    let lock = Arc::new(common::open(dir.path()));
     let parent_hold = ThreadHold::start(&lock);
     let timed_out = dir.path().join("child-timed-out");
     let child = fork_child(dir.path(), || {
@@ -184,7 +184,7 @@ fn a_forked_child_waits_for_a_lock_its_parent_holds() {
 fn a_lock_a_forked_child_releases_is_free() {
     let _serial = serial();
     for shared in [false, true] {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = common::temp_dir();
         let lock = PackLock::builder(dir.path()).shared(shared).open().expect("open");
         lock.acquire().expect("the parent takes the lock").release().expect("and releases it");
         let child = fork_child(dir.path(), || {
@@ -211,7 +211,7 @@ enum AsyncWait {
 #[test]
 fn a_forked_child_waits_for_another_process_off_the_parents_pool() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     warm_the_blocking_pool(&dir.path().join("warm.lock"));
     for way in [AsyncWait::AcquireAsync, AsyncWait::AcquireTimeout] {
         let pack = dir.path().join(format!("{way:?}"));

@@ -31,7 +31,7 @@ fn hold_labelled(path: &Path, label: &str) {
 
 #[test]
 fn data_appended_after_a_record_survives_a_labelled_acquire() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let log = dir.path().join("log.txt");
     let content = format!("{OLD_RECORD}first line\nsecond line\n");
     fs::write(&log, &content).expect("write");
@@ -41,7 +41,7 @@ fn data_appended_after_a_record_survives_a_labelled_acquire() {
 
 #[test]
 fn content_that_only_looks_like_a_record_is_left_alone() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     for (name, content) in [
         ("torn", &OLD_RECORD[..OLD_RECORD.len() - 4]),
         ("header-only", "packlock-holder 1\n"),
@@ -57,7 +57,7 @@ fn content_that_only_looks_like_a_record_is_left_alone() {
 
 #[test]
 fn an_empty_file_or_a_lone_record_gets_the_new_record() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let path = dir.path().join("own.lock");
     fs::write(&path, OLD_RECORD).expect("write");
     hold_labelled(&path, "newer");
@@ -72,7 +72,7 @@ fn an_empty_file_or_a_lone_record_gets_the_new_record() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_long_multi_byte_label_reads_back_cut_to_the_limit() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let label = "é".repeat(5000);
     let lock = PackLock::builder(dir.path()).label(label.clone()).open().expect("open");
     let _hold = lock.acquire().expect("acquire");
@@ -80,7 +80,7 @@ fn a_long_multi_byte_label_reads_back_cut_to_the_limit() {
     let read_back = holders[0].label.as_deref().expect("the label reads back");
     assert!(read_back.len() <= 1024 && read_back.len() >= 1022, "{} bytes", read_back.len());
     assert!(label.starts_with(read_back));
-    let busy = PackLock::open(dir.path()).expect("open").try_acquire().expect_err("busy");
+    let busy = common::open(dir.path()).try_acquire().expect_err("busy");
     assert!(busy.to_string().contains(read_back), "{busy}");
 }
 
@@ -89,25 +89,22 @@ fn a_long_multi_byte_label_reads_back_cut_to_the_limit() {
 /// could block).
 #[cfg(unix)]
 fn open_within_deadline(path: &Path) -> Result<PackLock, PackLockError> {
-    let (send, receive) = std::sync::mpsc::channel();
     let path = path.to_path_buf();
-    std::thread::spawn(move || {
-        let opened = PackLock::open_file(&path).and_then(|lock| {
+    common::within_deadline(move || {
+        PackLock::open_file(&path).and_then(|lock| {
             // Contended, so that `try_acquire` reports who holds it.
             let hold = lock.acquire()?;
             let busy = PackLock::open_file(&path)?.try_acquire().map(drop);
             drop(hold);
             busy.map(|()| lock)
-        });
-        let _ = send.send(opened);
-    });
-    receive.recv_timeout(common::DEADLINE).expect("open and try_acquire returned in time")
+        })
+    })
 }
 
 #[cfg(unix)]
 #[test]
 fn a_fifo_as_lock_file_is_refused_without_hanging() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let fifo = dir.path().join("fifo");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
     assert!(made.success());

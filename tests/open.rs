@@ -5,35 +5,15 @@
 //! path yields an error (never a panic) whose message names the path; and the
 //! public types can cross threads.
 
+#[macro_use]
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use packlock::{PACK_LOCK_FILE_NAME, PackLock, PackLockError, PackLockHold};
-use tempfile::TempDir;
 
-fn temp_dir() -> TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-/// Asserts `err` is [`PackLockError::Io`] and that both its `path` field and
-/// its message mention `expected` (the path itself or one of its parents).
-fn assert_io_naming(err: &PackLockError, expected: &Path) {
-    let PackLockError::Io { path, .. } = err else {
-        panic!("expected PackLockError::Io naming {}, got {err:?}", expected.display());
-    };
-    assert!(
-        path.starts_with(expected),
-        "Io error names {} instead of a path under {}",
-        path.display(),
-        expected.display()
-    );
-    let message = err.to_string();
-    assert!(
-        message.contains(&*expected.to_string_lossy()),
-        "message {message:?} does not name {}",
-        expected.display()
-    );
-}
+use common::temp_dir;
 
 /// The names of the entries directly inside `dir`.
 fn entries(dir: &Path) -> Vec<PathBuf> {
@@ -156,8 +136,7 @@ fn dir_that_is_a_regular_file_is_an_io_error() {
     let tmp = temp_dir();
     let file = tmp.path().join("plain-file");
     fs::write(&file, "not a dir").expect("write");
-    let err = PackLock::open(&file).unwrap_err();
-    assert_io_naming(&err, &file);
+    assert_err!(PackLock::open(&file), PackLockError::Io, under & file);
     assert_eq!(fs::read_to_string(&file).expect("read"), "not a dir", "the file must survive");
 }
 
@@ -166,20 +145,17 @@ fn dir_below_a_regular_file_is_an_io_error() {
     let tmp = temp_dir();
     let file = tmp.path().join("plain-file");
     fs::write(&file, "not a dir").expect("write");
-    let err = PackLock::open(file.join("sub/pack")).unwrap_err();
-    assert_io_naming(&err, &file);
-    let err = PackLock::open_file(file.join("sub/x.lock")).unwrap_err();
-    assert_io_naming(&err, &file);
+    assert_err!(PackLock::open(file.join("sub/pack")), PackLockError::Io, under & file);
+    assert_err!(PackLock::open_file(file.join("sub/x.lock")), PackLockError::Io, under & file);
 }
 
 /// Asserts `err` is [`PackLockError::NotARegularFile`] naming `expected`
 /// as a directory.
-fn assert_directory_refused(err: &PackLockError, expected: &Path) {
-    let PackLockError::NotARegularFile { path, kind, .. } = err else {
-        panic!("expected NotARegularFile naming {}, got {err:?}", expected.display());
-    };
-    assert_eq!((path.as_path(), *kind), (expected, "directory"));
-    assert!(err.to_string().contains(&*expected.to_string_lossy()), "{err}");
+#[track_caller]
+fn assert_directory_refused(result: Result<PackLock, PackLockError>, expected: &Path) {
+    let err = assert_err!(result, PackLockError::NotARegularFile, expected);
+    let PackLockError::NotARegularFile { kind, .. } = err else { unreachable!() };
+    assert_eq!(kind, "directory");
 }
 
 #[test]
@@ -187,22 +163,20 @@ fn lock_path_that_is_a_directory_is_refused() {
     let tmp = temp_dir();
     let dir = tmp.path().join("a-dir");
     fs::create_dir(&dir).expect("mkdir");
-    assert_directory_refused(&PackLock::open_file(&dir).unwrap_err(), &dir);
+    assert_directory_refused(PackLock::open_file(&dir), &dir);
     assert!(dir.is_dir(), "the directory must be left alone");
 
     // The same through a sidecar name that happens to be a directory.
     let sidecar = tmp.path().join(PACK_LOCK_FILE_NAME);
     fs::create_dir(&sidecar).expect("mkdir");
-    assert_directory_refused(&PackLock::open(tmp.path()).unwrap_err(), &sidecar);
+    assert_directory_refused(PackLock::open(tmp.path()), &sidecar);
 }
 
 #[test]
 fn nul_byte_in_the_dir_path_is_an_io_error() {
     let tmp = temp_dir();
-    let err = PackLock::open(tmp.path().join("bad\0name")).unwrap_err();
-    assert_io_naming(&err, tmp.path());
-    let err = PackLock::open_file(tmp.path().join("bad\0name.lock")).unwrap_err();
-    assert_io_naming(&err, tmp.path());
+    assert_err!(PackLock::open(tmp.path().join("bad\0name")), PackLockError::Io, under tmp.path());
+    assert_err!(PackLock::open_file(tmp.path().join("bad\0name.lock")), PackLockError::Io, under tmp.path());
     assert!(entries(tmp.path()).is_empty());
 }
 
@@ -211,21 +185,14 @@ fn nul_byte_in_the_dir_path_is_an_io_error() {
 #[cfg(target_os = "linux")]
 #[test]
 fn uncreatable_dir_is_an_io_error() {
-    let err = PackLock::open("/proc/packlock-test/x").unwrap_err();
-    assert_io_naming(&err, Path::new("/proc/packlock-test"));
-    let err = PackLock::open_file("/proc/packlock-test/x.lock").unwrap_err();
-    assert_io_naming(&err, Path::new("/proc/packlock-test"));
+    assert_err!(PackLock::open("/proc/packlock-test/x"), PackLockError::Io, under Path::new("/proc/packlock-test"));
+    assert_err!(PackLock::open_file("/proc/packlock-test/x.lock"), PackLockError::Io, under Path::new("/proc/packlock-test"));
 }
 
 #[test]
 fn path_without_a_file_name_is_not_a_file() {
     for path in ["/", "/tmp/.."] {
-        match PackLock::open_file(path) {
-            Err(err @ PackLockError::NotAFile { .. }) => {
-                assert!(err.to_string().contains(path), "message {err} must name {path}");
-            }
-            other => panic!("open_file({path:?}): expected NotAFile, got {other:?}"),
-        }
+        assert_err!(PackLock::open_file(path), PackLockError::NotAFile, path);
     }
 }
 

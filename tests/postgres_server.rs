@@ -161,7 +161,7 @@ fn make_certs() -> Option<Certs> {
         eprintln!("skipped: no openssl command to make test certificates");
         return None;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
     let d = dir.path();

@@ -2,47 +2,39 @@
 //! (async) already holds fails with `Reentrant` naming the path instead of
 //! hanging; other threads and tasks still wait normally.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use common::{open, temp_dir, within_deadline};
 use futures_lite::future;
 use packlock::{
-    CancellationToken, PackLock, PackLockError, PackLockErrorOrCancelled, with_tier_scope,
+    CancellationToken, PACK_LOCK_FILE_NAME, PackLock, PackLockError, PackLockErrorOrCancelled,
+    with_tier_scope,
 };
-
-fn lock_in(dir: &tempfile::TempDir) -> PackLock {
-    PackLock::open(dir.path()).expect("open")
-}
-
-fn assert_reentrant<T: std::fmt::Debug>(result: Result<T, PackLockError>, lock: &PackLock) {
-    match result {
-        Err(err @ PackLockError::Reentrant { .. }) => {
-            let message = err.to_string();
-            assert!(message.contains(&lock.path().display().to_string()), "{message}");
-            assert!(matches!(err, PackLockError::Reentrant { path, .. } if path == lock.path()));
-        }
-        other => panic!("expected Reentrant, got {other:?}"),
-    }
-}
 
 #[test]
 fn sync_reacquire_on_the_same_thread_is_an_error_not_a_hang() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let _hold = lock.acquire().expect("acquire");
-    assert_reentrant(lock.acquire(), &lock);
-    assert_reentrant(lock.acquire_timeout(Duration::from_secs(60)), &lock);
-    assert_reentrant(lock_in(&dir).acquire(), &lock);
+    assert_err!(lock.acquire(), PackLockError::Reentrant, lock.path());
+    assert_err!(
+        lock.acquire_timeout(Duration::from_secs(60)),
+        PackLockError::Reentrant,
+        lock.path()
+    );
+    assert_err!(open(dir.path()).acquire(), PackLockError::Reentrant, lock.path());
     assert!(matches!(lock.try_acquire(), Err(PackLockError::Busy { .. })), "try never waits");
 }
 
 #[test]
 fn an_alias_of_a_held_file_is_reentrant_too() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let link = dir.path().join("link.lock");
     std::fs::hard_link(lock.path(), &link).expect("hard link");
     let alias = PackLock::open_file(&link).expect("open alias");
@@ -52,8 +44,8 @@ fn an_alias_of_a_held_file_is_reentrant_too() {
 
 #[test]
 fn after_release_the_same_thread_acquires_again() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     lock.acquire().expect("first").release().expect("release");
     drop(lock.acquire().expect("second"));
     let _third = lock.acquire().expect("third");
@@ -61,8 +53,8 @@ fn after_release_the_same_thread_acquires_again() {
 
 #[test]
 fn other_threads_still_wait_normally() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let released = std::sync::atomic::AtomicBool::new(false);
     let hold = lock.acquire().expect("acquire");
     thread::scope(|scope| {
@@ -81,8 +73,8 @@ fn other_threads_still_wait_normally() {
 
 #[test]
 fn a_hold_dropped_on_another_thread_is_no_longer_ours() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let hold = lock.acquire().expect("acquire");
     thread::spawn(move || drop(hold)).join().expect("drop thread");
     let _again = lock.acquire().expect("re-acquire after the hold was dropped elsewhere");
@@ -90,25 +82,25 @@ fn a_hold_dropped_on_another_thread_is_no_longer_ours() {
 
 #[test]
 fn async_reacquire_in_the_same_scope_is_an_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     future::block_on(with_tier_scope(async {
         let _hold = lock.acquire_async().await.expect("acquire");
-        assert_reentrant(lock.acquire_async().await, &lock);
+        assert_err!(lock.acquire_async().await, PackLockError::Reentrant, lock.path());
         let token = CancellationToken::new();
         match lock.acquire_cancellable(&token).await {
             Err(PackLockErrorOrCancelled::Lock(PackLockError::Reentrant { .. })) => {}
             other => panic!("expected Lock(Reentrant), got {other:?}"),
         }
         // Sync code inside the scope runs against the task's record too.
-        assert_reentrant(lock.acquire(), &lock);
+        assert_err!(lock.acquire(), PackLockError::Reentrant, lock.path());
     }));
 }
 
 #[test]
 fn other_scopes_on_the_same_thread_still_wait_normally() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(lock_in(&dir));
+    let dir = temp_dir();
+    let lock = Arc::new(open(dir.path()));
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let hold = lock.acquire_async().await.expect("acquire");
@@ -126,8 +118,8 @@ fn other_scopes_on_the_same_thread_still_wait_normally() {
 /// thread must not be mistaken for one (no false `Reentrant`).
 #[test]
 fn tasks_outside_scopes_on_one_thread_are_not_mistaken_for_each_other() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(lock_in(&dir));
+    let dir = temp_dir();
+    let lock = Arc::new(open(dir.path()));
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let hold = lock.acquire_async().await.expect("acquire");
@@ -141,25 +133,14 @@ fn tasks_outside_scopes_on_one_thread_are_not_mistaken_for_each_other() {
     });
 }
 
-/// Runs `f` on its own thread and returns what it returns, failing the
-/// test (rather than hanging it) if that takes longer than the tests'
-/// deadline.
-fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    outcome.recv_timeout(common::DEADLINE).expect("hung: waited for itself")
-}
-
 /// An acquire counts as the task's from its first poll, while it waits: a
 /// second acquire of the same file joined into the same task fails at once
 /// rather than queue behind the first, whose hold the task would only drop
 /// after both finished (a deadlock).
 #[test]
 fn a_second_acquire_while_the_first_waits_in_the_same_scope_is_an_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let elsewhere = lock.acquire().expect("acquire on the main thread's own record");
     let second = within_deadline(move || {
         future::block_on(with_tier_scope(async {
@@ -173,7 +154,7 @@ fn a_second_acquire_while_the_first_waits_in_the_same_scope_is_an_error() {
             second
         }))
     });
-    assert_reentrant(second, &lock_in(&dir));
+    assert_err!(second, PackLockError::Reentrant, dir.path().join(PACK_LOCK_FILE_NAME));
 }
 
 /// Two `PackLock`s opened the lock file before it was replaced. The first
@@ -186,8 +167,8 @@ fn reentry_is_caught_after_reopening_a_replaced_file() {
         eprintln!("skipped: this system cannot take a held file's name away (Wine)");
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (first, second) = (lock_in(&dir), lock_in(&dir));
+    let dir = temp_dir();
+    let (first, second) = (open(dir.path()), open(dir.path()));
     common::rename_new_file_over(first.path());
     let (hold, again, second) = within_deadline(move || {
         let hold = first.acquire();
@@ -195,7 +176,7 @@ fn reentry_is_caught_after_reopening_a_replaced_file() {
         (hold.map(|hold| hold.validate()), again.map(drop), second)
     });
     hold.expect("first acquire").expect("it holds the file now at the path");
-    assert_reentrant(again, &second);
+    assert_err!(again, PackLockError::Reentrant, second.path());
 }
 
 /// A scope nested in the one holding a lock file (a library wrapping its
@@ -204,8 +185,8 @@ fn reentry_is_caught_after_reopening_a_replaced_file() {
 /// (until its timeout, or forever).
 #[test]
 fn a_nested_scope_cannot_wait_for_a_lock_its_enclosing_scope_holds() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(lock_in(&dir));
+    let dir = temp_dir();
+    let lock = Arc::new(open(dir.path()));
     let outcome = within_deadline({
         let lock = Arc::clone(&lock);
         move || {
@@ -221,28 +202,32 @@ fn a_nested_scope_cannot_wait_for_a_lock_its_enclosing_scope_holds() {
             }))
         }
     });
-    assert_reentrant(outcome.0, &lock);
-    assert_reentrant(outcome.1, &lock);
+    assert_err!(outcome.0, PackLockError::Reentrant, lock.path());
+    assert_err!(outcome.1, PackLockError::Reentrant, lock.path());
 }
 
 /// What a nested scope acquires and drops is gone from the enclosing
 /// scope's view; a hold it returns counts as the enclosing scope's.
 #[test]
 fn a_nested_scope_records_its_own_holds() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(lock_in(&dir));
+    let dir = temp_dir();
+    let lock = Arc::new(open(dir.path()));
     within_deadline(move || {
         future::block_on(with_tier_scope(async {
             with_tier_scope(async {
                 let _hold = lock.acquire_async().await.expect("acquire in the nested scope");
-                assert_reentrant(lock.acquire_async().await, &lock);
+                assert_err!(lock.acquire_async().await, PackLockError::Reentrant, lock.path());
             })
             .await;
             let hold = lock.acquire_async().await.expect("the nested scope's hold is gone");
             drop(hold);
             let returned = with_tier_scope(lock.acquire_async()).await.expect("acquire");
-            assert_reentrant(lock.acquire_async().await, &lock);
-            assert_reentrant(with_tier_scope(lock.acquire_async()).await, &lock);
+            assert_err!(lock.acquire_async().await, PackLockError::Reentrant, lock.path());
+            assert_err!(
+                with_tier_scope(lock.acquire_async()).await,
+                PackLockError::Reentrant,
+                lock.path()
+            );
             drop(returned);
             drop(lock.acquire_async().await.expect("the returned hold was dropped"));
         }));
@@ -254,8 +239,8 @@ fn a_nested_scope_records_its_own_holds() {
 /// thread, and the adopter may not wait for it.
 #[test]
 fn an_adopted_hold_counts_for_the_thread_that_adopted_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = Arc::new(lock_in(&dir));
+    let dir = temp_dir();
+    let lock = Arc::new(open(dir.path()));
     let hold = lock.acquire().expect("acquire");
     let message = lock.acquire().expect_err("re-entrant").to_string();
     assert!(message.contains("PackLockHold::adopt"), "the error names the way out: {message}");
@@ -273,7 +258,7 @@ fn an_adopted_hold_counts_for_the_thread_that_adopted_it() {
         }
     });
     let again = is_adopted.recv_timeout(common::DEADLINE).expect("the adopter reports");
-    assert_reentrant(again, &lock);
+    assert_err!(again, PackLockError::Reentrant, lock.path());
     drop(go_on);
     // Waits (for the adopter to drop the hold) instead of failing.
     let result = lock.acquire_timeout(common::DEADLINE);
@@ -286,15 +271,15 @@ fn an_adopted_hold_counts_for_the_thread_that_adopted_it() {
 /// adopted too.
 #[test]
 fn a_scope_can_adopt_a_hold() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = lock_in(&dir);
+    let dir = temp_dir();
+    let lock = open(dir.path());
     let mut hold = future::block_on(lock.acquire_async()).expect("acquire outside scopes");
     hold.adopt();
-    assert_reentrant(lock.acquire(), &lock);
+    assert_err!(lock.acquire(), PackLockError::Reentrant, lock.path());
     future::block_on(with_tier_scope(async {
         drop(lock.try_acquire().expect_err("held"));
         hold.adopt();
-        assert_reentrant(lock.acquire_async().await, &lock);
+        assert_err!(lock.acquire_async().await, PackLockError::Reentrant, lock.path());
         drop(hold);
         drop(lock.acquire_async().await.expect("free after the drop"));
     }));

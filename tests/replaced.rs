@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use common::{Child, ChildArgs, rename_new_file_over};
-use packlock::{PackLock, PackLockError};
+use packlock::PackLockError;
 
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
-        "hold" => common::hold_until_told(&args.dir),
+        "hold" => common::hold_until_told(&common::open(&args.dir)),
         other => panic!("unknown role {other}"),
     });
 }
@@ -45,10 +45,10 @@ fn waiter_never_joins_a_holder_of_the_new_file(replace: fn(&Path)) {
         entries_for_inode(ino).iter().filter(|e| e.blocked && e.pid == me).count() == 1
     };
 
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::temp_dir();
     let mut first_holder = Child::spawn("hold", dir.path());
     first_holder.expect("locked");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let lock = common::open(dir.path());
     let old_file = inode(lock.path());
     let acquired = AtomicBool::new(false);
 
@@ -93,30 +93,30 @@ fn lock_file_deleted_while_waiting() {
 /// therefore excludes newcomers.
 #[test]
 fn lock_file_deleted_before_acquire_is_recreated() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     delete(lock.path());
     let hold = lock.acquire().expect("acquire");
     hold.validate().expect("the hold is on the file at the path");
-    let newcomer = PackLock::open(dir.path()).expect("open");
+    let newcomer = common::open(dir.path());
     assert!(matches!(newcomer.try_acquire(), Err(PackLockError::Busy { .. })));
 }
 
 #[test]
 fn lock_file_renamed_over_before_acquire_is_reopened() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     rename_new_file_over(lock.path());
     let hold = lock.acquire().expect("acquire");
     hold.validate().expect("the hold is on the file at the path");
-    let newcomer = PackLock::open(dir.path()).expect("open");
+    let newcomer = common::open(dir.path());
     assert!(matches!(newcomer.try_acquire(), Err(PackLockError::Busy { .. })));
 }
 
 #[test]
 fn validate_reports_a_replaced_lock_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = PackLock::open(dir.path()).expect("open");
+    let dir = common::temp_dir();
+    let lock = common::open(dir.path());
     let hold = lock.acquire().expect("acquire");
     rename_new_file_over(lock.path());
     assert!(matches!(hold.validate(), Err(PackLockError::Replaced { .. })));

@@ -6,6 +6,7 @@
 //! most one waiter in the kernel; cancelling shared acquires leaves nothing
 //! behind; and re-entrant waiting acquires fail instead of hanging.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -15,7 +16,8 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{Child, ChildArgs, DEADLINE, section, tell_parent, wait_for_parent};
+use common::open as exclusive;
+use common::{Child, ChildArgs, DEADLINE, hold_until_told, section, temp_dir, wait_for_parent};
 use futures_lite::future;
 use packlock::{
     CancellationToken, PackLock, PackLockError, PackLockErrorOrCancelled, PackLockHold,
@@ -38,6 +40,7 @@ fn child_process_entry() {
         "hold-shared" => hold_until_told(&shared(&args.dir)),
         "hold-exclusive" => hold_until_told(&exclusive(&args.dir)),
         "readers-writers" => readers_writers_child(&args.dir),
+        #[cfg(target_os = "linux")]
         "cancel-many" => cancel_many(&args.dir),
         other => panic!("unknown role {other}"),
     });
@@ -45,28 +48,6 @@ fn child_process_entry() {
 
 fn shared(dir: &Path) -> PackLock {
     PackLock::builder(dir).shared(true).open().expect("open shared")
-}
-
-fn exclusive(dir: &Path) -> PackLock {
-    PackLock::open(dir).expect("open exclusive")
-}
-
-/// Child role: hold `lock` until the parent says go on.
-fn hold_until_told(lock: &PackLock) {
-    let hold = lock.acquire().expect("acquire");
-    tell_parent("locked");
-    wait_for_parent();
-    hold.release().expect("release");
-    tell_parent("released");
-}
-
-fn is_busy<T: std::fmt::Debug>(result: &Result<T, PackLockError>) -> bool {
-    matches!(result, Err(PackLockError::Busy { .. }))
-}
-
-#[track_caller]
-fn assert_busy<T: std::fmt::Debug>(result: Result<T, PackLockError>, what: &str) {
-    assert!(is_busy(&result), "{what}: expected Busy, got {result:?}");
 }
 
 /// Every way to acquire.
@@ -236,7 +217,7 @@ fn spawn_task_waiter(
 fn shared_holds_coexist_in_every_flavour_from_threads_and_tasks() {
     let runtime = runtime();
     for separate in [false, true] {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = temp_dir();
         let one = Arc::new(shared(dir.path()));
         let lock_for = || if separate { Arc::new(shared(dir.path())) } else { Arc::clone(&one) };
         let first = one.try_acquire().expect("the first shared hold");
@@ -257,7 +238,12 @@ fn shared_holds_coexist_in_every_flavour_from_threads_and_tasks() {
         holds.push(one.try_acquire().expect("try_acquire beside shared holds"));
         holds.push(lock_for().try_acquire().expect("try_acquire of another shared lock"));
         let writer = exclusive(dir.path());
-        assert_busy(writer.try_acquire(), "exclusive try_acquire beside shared holds");
+        assert_err!(
+            writer.try_acquire(),
+            PackLockError::Busy,
+            writer.path(),
+            "exclusive try_acquire beside shared holds"
+        );
         drop(holds);
         drop(writer.try_acquire().expect("exclusive once every shared hold is gone"));
     }
@@ -268,7 +254,7 @@ fn shared_holds_coexist_in_every_flavour_from_threads_and_tasks() {
 #[test]
 fn tasks_hold_shared_holds_together_across_awaits() {
     const TASKS: usize = 6;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = Arc::new(shared(dir.path()));
     let runtime = runtime();
     let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
@@ -304,7 +290,7 @@ fn tasks_hold_shared_holds_together_across_awaits() {
 fn an_exclusive_acquire_waits_for_the_last_shared_hold() {
     let runtime = runtime();
     for (round, flavour) in WAITING.into_iter().enumerate() {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = temp_dir();
         let readers = Arc::new(shared(dir.path()));
         let other_readers = shared(dir.path());
         let mut holds = vec![
@@ -322,7 +308,12 @@ fn an_exclusive_acquire_waits_for_the_last_shared_hold() {
         // writer that sees a non-zero count got in while one still lived.
         let live = Arc::new(AtomicUsize::new(holds.len()));
         let writer = Arc::new(exclusive(dir.path()));
-        assert_busy(writer.try_acquire(), "exclusive try_acquire beside shared holds");
+        assert_err!(
+            writer.try_acquire(),
+            PackLockError::Busy,
+            writer.path(),
+            "exclusive try_acquire beside shared holds"
+        );
         let (send, reports) = mpsc::channel();
         spawn_thread_waiter(Arc::clone(&writer), flavour, Arc::clone(&live), &send);
         // A task waiter as well, on every other round.
@@ -367,12 +358,22 @@ fn an_exclusive_acquire_waits_for_the_last_shared_hold() {
 #[test]
 fn shared_acquires_wait_for_an_exclusive_hold_then_hold_together() {
     let runtime = runtime();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let writer = exclusive(dir.path());
     let one = Arc::new(shared(dir.path()));
     let held = writer.acquire().expect("exclusive acquire");
-    assert_busy(one.try_acquire(), "shared try_acquire beside an exclusive hold");
-    assert_busy(shared(dir.path()).try_acquire(), "shared try_acquire of another lock");
+    assert_err!(
+        one.try_acquire(),
+        PackLockError::Busy,
+        one.path(),
+        "shared try_acquire beside an exclusive hold"
+    );
+    assert_err!(
+        shared(dir.path()).try_acquire(),
+        PackLockError::Busy,
+        one.path(),
+        "shared try_acquire of another lock"
+    );
     let writer_live = Arc::new(AtomicUsize::new(1));
     let (send, reports) = mpsc::channel();
     for (i, flavour) in WAITING.into_iter().enumerate() {
@@ -393,7 +394,12 @@ fn shared_acquires_wait_for_an_exclusive_hold_then_hold_together() {
         assert_eq!(seen, 0, "{how} got the lock while the exclusive hold lived");
     }
     // All of them at once, and they keep exclusive holds out.
-    assert_busy(writer.try_acquire(), "exclusive try_acquire beside shared holds");
+    assert_err!(
+        writer.try_acquire(),
+        PackLockError::Busy,
+        writer.path(),
+        "exclusive try_acquire beside shared holds"
+    );
     drop(holds);
     drop(writer.try_acquire().expect("exclusive once the shared holds are gone"));
 }
@@ -412,7 +418,7 @@ const WINE_ROUNDS: usize = 2_000;
 fn concurrent_shared_try_acquires_beside_a_shared_hold_all_succeed() {
     const THREADS: usize = 4;
     const ROUNDS: usize = if cfg!(windows) { WINE_ROUNDS } else { 50_000 };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let _anchor = lock.acquire().expect("shared acquire");
     let busy = AtomicUsize::new(0);
@@ -446,7 +452,7 @@ fn concurrent_shared_try_acquires_beside_a_shared_hold_all_succeed() {
 fn concurrent_shared_try_acquires_on_a_free_lock_are_never_busy() {
     const THREADS: usize = 2;
     const ROUNDS: usize = 20_000;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let locks: Vec<PackLock> = (0..THREADS).map(|_| shared(dir.path())).collect();
     let busy = AtomicUsize::new(0);
     thread::scope(|scope| {
@@ -479,23 +485,26 @@ fn concurrent_shared_try_acquires_on_a_free_lock_are_never_busy() {
 /// lock goes, the waiter holds and the try joins it.
 #[test]
 fn a_shared_try_acquire_is_busy_beside_an_exclusive_file_lock() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let readers = shared(dir.path());
     let file = fs::File::open(readers.path()).expect("open the lock file");
     file.lock().expect("exclusive std lock");
-    assert_busy(readers.try_acquire(), "shared try_acquire beside an exclusive lock");
+    assert_err!(
+        readers.try_acquire(),
+        PackLockError::Busy,
+        readers.path(),
+        "shared try_acquire beside an exclusive lock"
+    );
     thread::scope(|scope| {
         let waiter = scope.spawn(|| readers.acquire().expect("shared acquire"));
-        #[cfg(target_os = "linux")]
-        common::wait_until("the shared acquire waits in the kernel", || {
-            common::proc_locks::waiters_of(readers.path(), std::process::id()) == 1
-        });
+        common::wait_until_parked(readers.path());
         // Not scoped, so that a try that hangs fails the test.
         let (tried, outcome) = mpsc::channel();
         let other_readers = shared(dir.path());
         thread::spawn(move || tried.send(other_readers.try_acquire()).expect("report"));
         let outcome = outcome.recv_timeout(DEADLINE).expect("the try waited for the waiter");
-        assert_busy(outcome, "shared try_acquire beside an exclusive lock and a waiter");
+        let what = "shared try_acquire beside an exclusive lock and a waiter";
+        assert_err!(outcome, PackLockError::Busy, readers.path(), what);
         drop(file); // closing releases the lock (and never trips Wine's unlock)
         let held = waiter.join().expect("waiter panicked");
         drop(readers.try_acquire().expect("a shared try_acquire joins the shared hold"));
@@ -512,7 +521,7 @@ fn a_shared_try_acquire_is_busy_beside_an_exclusive_file_lock() {
 fn the_os_lock_is_held_whenever_a_shared_hold_lives() {
     const THREADS: usize = 6;
     const ROUNDS: usize = if cfg!(windows) { WINE_ROUNDS } else { 60_000 };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let unprotected = AtomicUsize::new(0);
     thread::scope(|scope| {
@@ -545,13 +554,6 @@ fn the_os_lock_is_held_whenever_a_shared_hold_lives() {
 // 2. The shared OS lease
 // ---------------------------------------------------------------------------
 
-/// How many `/proc/locks` holder (not waiter) entries process `pid` has
-/// on the file at `path`.
-#[cfg(target_os = "linux")]
-fn holder_entries_of(path: &Path, pid: u32) -> usize {
-    common::proc_locks::entries(path).iter().filter(|e| !e.blocked && e.pid == pid).count()
-}
-
 /// Three shared holds — on two `PackLock`s, one taken on another thread —
 /// share one OS lock, which stays held until the last of them is dropped,
 /// in whatever order they go.
@@ -560,7 +562,7 @@ fn holder_entries_of(path: &Path, pid: u32) -> usize {
 fn one_os_lease_is_held_until_the_last_shared_hold_is_dropped() {
     let me = std::process::id();
     for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1]] {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = temp_dir();
         let first = Arc::new(shared(dir.path()));
         let second = shared(dir.path());
         let path = first.path().to_path_buf();
@@ -577,7 +579,11 @@ fn one_os_lease_is_held_until_the_last_shared_hold_is_dropped() {
         ];
         // The holds own what they need: the locks themselves may go.
         drop((first, second));
-        assert_eq!(holder_entries_of(&path, me), 1, "one OS lock for all shared holds");
+        assert_eq!(
+            common::proc_locks::holders_of(&path, me),
+            1,
+            "one OS lock for all shared holds"
+        );
         assert_eq!(common::proc_locks::waiters_of(&path, me), 0);
         assert_eq!(
             common::flock::nonblocking(&path, &["-s"]),
@@ -593,10 +599,18 @@ fn one_os_lease_is_held_until_the_last_shared_hold_is_dropped() {
             drop(holds[i].take());
             let left = order.len() - n - 1;
             if left > 0 {
-                assert_eq!(holder_entries_of(&path, me), 1, "{left} shared holds left");
+                assert_eq!(
+                    common::proc_locks::holders_of(&path, me),
+                    1,
+                    "{left} shared holds left"
+                );
             }
         }
-        assert_eq!(holder_entries_of(&path, me), 0, "the last shared hold released the OS lock");
+        assert_eq!(
+            common::proc_locks::holders_of(&path, me),
+            0,
+            "the last shared hold released the OS lock"
+        );
         assert_eq!(
             common::flock::nonblocking(&path, &["-x"]),
             0,
@@ -610,7 +624,7 @@ fn one_os_lease_is_held_until_the_last_shared_hold_is_dropped() {
 #[cfg(target_os = "linux")]
 #[test]
 fn release_of_a_shared_hold_unlocks_only_when_it_is_the_last() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let a = lock.acquire().expect("shared acquire");
     let b = lock.try_acquire().expect("shared try_acquire");
@@ -626,7 +640,7 @@ fn release_of_a_shared_hold_unlocks_only_when_it_is_the_last() {
 
 #[test]
 fn shared_holds_of_children_and_parent_coexist() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut children: Vec<Child> =
         (0..2).map(|_| Child::spawn("hold-shared", dir.path())).collect();
     for child in &children {
@@ -647,7 +661,12 @@ fn shared_holds_of_children_and_parent_coexist() {
     for child in &mut children {
         child.proceed();
         child.expect("released");
-        assert_busy(writer.try_acquire(), "exclusive while our shared hold lives");
+        assert_err!(
+            writer.try_acquire(),
+            PackLockError::Busy,
+            writer.path(),
+            "exclusive while our shared hold lives"
+        );
     }
     drop(hold);
     drop(writer.try_acquire().expect("exclusive once every shared hold is gone"));
@@ -658,11 +677,16 @@ fn shared_holds_of_children_and_parent_coexist() {
 
 #[test]
 fn a_shared_child_blocks_exclusive_acquires_of_the_parent() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold-shared", dir.path());
     child.expect("locked");
     let writer = exclusive(dir.path());
-    assert_busy(writer.try_acquire(), "exclusive try_acquire beside a shared child");
+    assert_err!(
+        writer.try_acquire(),
+        PackLockError::Busy,
+        writer.path(),
+        "exclusive try_acquire beside a shared child"
+    );
     match writer.acquire_timeout(Duration::from_millis(100)) {
         Err(PackLockError::TimedOut { .. }) => {}
         other => panic!("expected TimedOut, got {other:?}"),
@@ -677,10 +701,7 @@ fn a_shared_child_blocks_exclusive_acquires_of_the_parent() {
             let hold = writer.acquire();
             (hold.map(drop), may_acquire.load(SeqCst))
         });
-        #[cfg(target_os = "linux")]
-        common::wait_until("the exclusive waiter is parked in the kernel", || {
-            common::proc_locks::waiters_of(writer.path(), std::process::id()) == 1
-        });
+        common::wait_until_parked(writer.path());
         assert!(!waiter.is_finished(), "exclusive acquired beside a shared child");
         may_acquire.store(true, SeqCst);
         child.proceed();
@@ -694,11 +715,16 @@ fn a_shared_child_blocks_exclusive_acquires_of_the_parent() {
 
 #[test]
 fn an_exclusive_child_blocks_shared_acquires_of_the_parent() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut child = Child::spawn("hold-exclusive", dir.path());
     child.expect("locked");
     let readers = Arc::new(shared(dir.path()));
-    assert_busy(readers.try_acquire(), "shared try_acquire beside an exclusive child");
+    assert_err!(
+        readers.try_acquire(),
+        PackLockError::Busy,
+        readers.path(),
+        "shared try_acquire beside an exclusive child"
+    );
     match readers.acquire_timeout(Duration::from_millis(100)) {
         Err(PackLockError::TimedOut { .. }) => {}
         other => panic!("expected TimedOut, got {other:?}"),
@@ -709,13 +735,7 @@ fn an_exclusive_child_blocks_shared_acquires_of_the_parent() {
         let lock = if i % 2 == 0 { Arc::clone(&readers) } else { Arc::new(shared(dir.path())) };
         spawn_thread_waiter(lock, flavour, Arc::clone(&child_live), &send);
     }
-    #[cfg(target_os = "linux")]
-    {
-        let (path, me) = (readers.path(), std::process::id());
-        common::wait_until("a shared waiter is parked in the kernel", || {
-            common::proc_locks::waiters_of(path, me) == 1
-        });
-    }
+    common::wait_until_parked(readers.path());
     thread::sleep(CHANCE);
     assert!(reports.try_recv().is_err(), "shared acquired beside an exclusive child");
     child_live.store(0, SeqCst);
@@ -735,7 +755,7 @@ fn an_exclusive_child_blocks_shared_acquires_of_the_parent() {
 #[cfg(target_os = "linux")]
 #[test]
 fn flock_sees_our_shared_and_exclusive_holds() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let readers = shared(dir.path());
     let writer = exclusive(dir.path());
     let path = readers.path();
@@ -754,22 +774,42 @@ fn flock_sees_our_shared_and_exclusive_holds() {
 #[cfg(target_os = "linux")]
 #[test]
 fn our_try_acquires_against_flock_holders() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let readers = shared(dir.path());
     let writer = exclusive(dir.path());
     let path = readers.path().to_path_buf();
 
     let flock = common::flock::Holder::start(&path, "-s");
     let hold = readers.try_acquire().expect("shared try_acquire beside flock -s");
-    assert_busy(writer.try_acquire(), "exclusive try_acquire beside flock -s");
+    assert_err!(
+        writer.try_acquire(),
+        PackLockError::Busy,
+        writer.path(),
+        "exclusive try_acquire beside flock -s"
+    );
     drop(hold);
-    assert_busy(writer.try_acquire(), "exclusive try_acquire beside flock -s");
+    assert_err!(
+        writer.try_acquire(),
+        PackLockError::Busy,
+        writer.path(),
+        "exclusive try_acquire beside flock -s"
+    );
     flock.stop();
     drop(writer.try_acquire().expect("exclusive once flock -s exited"));
 
     let flock = common::flock::Holder::start(&path, "-x");
-    assert_busy(readers.try_acquire(), "shared try_acquire beside flock -x");
-    assert_busy(writer.try_acquire(), "exclusive try_acquire beside flock -x");
+    assert_err!(
+        readers.try_acquire(),
+        PackLockError::Busy,
+        readers.path(),
+        "shared try_acquire beside flock -x"
+    );
+    assert_err!(
+        writer.try_acquire(),
+        PackLockError::Busy,
+        writer.path(),
+        "exclusive try_acquire beside flock -x"
+    );
     flock.stop();
     drop(readers.try_acquire().expect("shared once flock -x exited"));
     drop(writer.try_acquire().expect("exclusive once flock -x exited"));
@@ -940,7 +980,7 @@ fn read_tally(path: &Path) -> Tally {
 
 #[test]
 fn readers_and_writers_across_processes_never_overlap_and_lose_no_update() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut children: Vec<Child> =
         (0..2).map(|_| Child::spawn("readers-writers", dir.path())).collect();
     for child in &mut children {
@@ -997,9 +1037,7 @@ fn cancel_many(dir: &Path) {
         let first_poll = future::block_on(future::poll_once(&mut acquiring));
         assert!(first_poll.is_none(), "acquired beside an exclusive holder: {first_poll:?}");
         if i == 0 {
-            common::wait_until("the first shared waiter is parked in the kernel", || {
-                waiters_of(&path, me) == 1
-            });
+            common::wait_until_parked(&path);
         }
         token.cancel();
         let cancelled_at = Instant::now();
@@ -1017,25 +1055,20 @@ fn cancel_many(dir: &Path) {
         other => panic!("expected TimedOut, got {other:?}"),
     }
     assert!(waiters_of(&path, me) <= 1);
-    tell_parent("cancelled");
+    common::tell_parent("cancelled");
     wait_for_parent(); // the holder has released
     let writer = exclusive(dir);
     common::wait_until("the lock is free again", || writer.try_acquire().is_ok());
     assert_eq!(waiters_of(&path, me), 0, "a waiter of ours stayed in the kernel");
     assert!(thread_count() <= threads_before + 2);
     drop(lock.try_acquire().expect("shared try_acquire once free"));
-    tell_parent("free");
-}
-
-#[cfg(not(target_os = "linux"))]
-fn cancel_many(_dir: &Path) {
-    unreachable!("only spawned on Linux")
+    common::tell_parent("free");
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn cancelled_shared_acquires_leave_nothing_behind() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut holder = Child::spawn("hold-exclusive", dir.path());
     holder.expect("locked");
     let mut canceller = Child::spawn("cancel-many", dir.path());
@@ -1058,7 +1091,7 @@ fn cancelled_shared_acquires_leave_nothing_behind() {
 #[test]
 fn six_queued_shared_acquires_send_one_waiter_to_the_kernel_and_hold_together() {
     use common::proc_locks::waiters_of;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let mut holder = Child::spawn("hold-exclusive", dir.path());
     holder.expect("locked");
     let me = std::process::id();
@@ -1067,9 +1100,7 @@ fn six_queued_shared_acquires_send_one_waiter_to_the_kernel_and_hold_together() 
     let holder_live = Arc::new(AtomicUsize::new(1));
     let (send, reports) = mpsc::channel();
     spawn_thread_waiter(Arc::clone(&one), Flavour::Acquire, Arc::clone(&holder_live), &send);
-    common::wait_until("the first shared waiter is parked in the kernel", || {
-        waiters_of(&path, me) == 1
-    });
+    common::wait_until_parked(&path);
     let runtime = runtime();
     let others = Arc::new(shared(dir.path()));
     spawn_thread_waiter(
@@ -1104,7 +1135,7 @@ fn six_queued_shared_acquires_send_one_waiter_to_the_kernel_and_hold_together() 
         holds.push(result.unwrap_or_else(|e| panic!("{how} once the holder released: {e}")));
         assert_eq!(seen, 0, "{how} got the lock before the holder released");
     }
-    assert_eq!(holder_entries_of(&path, me), 1, "six shared holds, one OS lock");
+    assert_eq!(common::proc_locks::holders_of(&path, me), 1, "six shared holds, one OS lock");
     assert_eq!(waiters_of(&path, me), 0);
     assert_eq!(common::flock::nonblocking(&path, &["-x"]), 1, "flock -x beside six shared holds");
     drop(holds);
@@ -1116,30 +1147,27 @@ fn six_queued_shared_acquires_send_one_waiter_to_the_kernel_and_hold_together() 
 // 6. Re-entrancy
 // ---------------------------------------------------------------------------
 
-#[track_caller]
-fn assert_reentrant<T: std::fmt::Debug>(result: Result<T, PackLockError>, lock: &PackLock) {
-    match result {
-        Err(PackLockError::Reentrant { path, .. }) => assert_eq!(path, lock.path()),
-        other => panic!("expected Reentrant, got {other:?}"),
-    }
-}
-
 #[test]
 fn a_thread_holding_a_shared_hold_cannot_wait_for_the_same_lock_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let other = shared(dir.path());
     let writer = exclusive(dir.path());
     let hold = lock.acquire().expect("shared acquire");
-    assert_reentrant(lock.acquire(), &lock);
-    assert_reentrant(lock.acquire_timeout(DEADLINE), &lock);
-    assert_reentrant(other.acquire(), &lock);
-    assert_reentrant(writer.acquire(), &lock);
-    assert_reentrant(writer.acquire_timeout(DEADLINE), &lock);
+    assert_err!(lock.acquire(), PackLockError::Reentrant, lock.path());
+    assert_err!(lock.acquire_timeout(DEADLINE), PackLockError::Reentrant, lock.path());
+    assert_err!(other.acquire(), PackLockError::Reentrant, lock.path());
+    assert_err!(writer.acquire(), PackLockError::Reentrant, lock.path());
+    assert_err!(writer.acquire_timeout(DEADLINE), PackLockError::Reentrant, lock.path());
     // try_acquire never waits: shared ones coexist, exclusive ones are busy.
     let again = lock.try_acquire().expect("shared try_acquire on the same thread");
     let alias = other.try_acquire().expect("shared try_acquire of another lock");
-    assert_busy(writer.try_acquire(), "exclusive try_acquire beside our shared holds");
+    assert_err!(
+        writer.try_acquire(),
+        PackLockError::Busy,
+        writer.path(),
+        "exclusive try_acquire beside our shared holds"
+    );
     // Another thread waits normally, and shares.
     thread::scope(|scope| {
         scope.spawn(|| drop(lock.acquire().expect("another thread's shared acquire")));
@@ -1151,30 +1179,35 @@ fn a_thread_holding_a_shared_hold_cannot_wait_for_the_same_lock_file() {
 
 #[test]
 fn a_thread_holding_an_exclusive_hold_cannot_wait_for_a_shared_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let writer = exclusive(dir.path());
     let hold = writer.acquire().expect("exclusive acquire");
-    assert_reentrant(lock.acquire(), &writer);
-    assert_reentrant(lock.acquire_timeout(DEADLINE), &writer);
-    assert_busy(lock.try_acquire(), "shared try_acquire beside our exclusive hold");
+    assert_err!(lock.acquire(), PackLockError::Reentrant, writer.path());
+    assert_err!(lock.acquire_timeout(DEADLINE), PackLockError::Reentrant, writer.path());
+    assert_err!(
+        lock.try_acquire(),
+        PackLockError::Busy,
+        lock.path(),
+        "shared try_acquire beside our exclusive hold"
+    );
     drop(hold);
     drop(lock.acquire().expect("shared once released"));
 }
 
 #[test]
 fn a_scope_holding_a_shared_hold_cannot_wait_for_it_again() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     future::block_on(with_tier_scope(async {
         let _hold = lock.acquire_async().await.expect("shared acquire_async");
-        assert_reentrant(lock.acquire_async().await, &lock);
+        assert_err!(lock.acquire_async().await, PackLockError::Reentrant, lock.path());
         let token = CancellationToken::new();
         match lock.acquire_cancellable(&token).await {
             Err(PackLockErrorOrCancelled::Lock(PackLockError::Reentrant { .. })) => {}
             other => panic!("expected Lock(Reentrant), got {other:?}"),
         }
-        assert_reentrant(lock.acquire(), &lock);
+        assert_err!(lock.acquire(), PackLockError::Reentrant, lock.path());
         let _again = lock.try_acquire().expect("shared try_acquire in the same scope");
     }));
 }
@@ -1189,7 +1222,7 @@ fn a_scope_holding_a_shared_hold_cannot_wait_for_it_again() {
 #[cfg(unix)]
 #[test]
 fn a_shared_hold_through_an_alias_names_its_own_path() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let link = dir.path().join("alias.lock");
     fs::hard_link(lock.path(), &link).expect("hard link");
@@ -1206,7 +1239,7 @@ fn a_shared_hold_through_an_alias_names_its_own_path() {
 #[cfg(unix)]
 #[test]
 fn a_shared_acquire_through_a_replaced_alias_locks_the_file_now_there() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let lock = shared(dir.path());
     let link = dir.path().join("alias.lock");
     fs::hard_link(lock.path(), &link).expect("hard link");
@@ -1218,5 +1251,10 @@ fn a_shared_acquire_through_a_replaced_alias_locks_the_file_now_there() {
     let hold = alias.try_acquire().expect("shared try_acquire through the alias");
     hold.validate().expect("a fresh hold is on the file at its path");
     let newcomer = PackLock::open_file(&link).expect("open the alias path afresh");
-    assert_busy(newcomer.try_acquire(), "exclusive through the alias path beside a shared hold");
+    assert_err!(
+        newcomer.try_acquire(),
+        PackLockError::Busy,
+        newcomer.path(),
+        "exclusive through the alias path beside a shared hold"
+    );
 }

@@ -46,7 +46,7 @@ fn violate(ws: &PackLock, pack: &PackLock) -> std::thread::Result<()> {
 fn violations_panic_or_log_as_the_policy_says() {
     log::set_logger(&CAPTURE).expect("install logger");
     log::set_max_level(log::LevelFilter::Error);
-    let root = tempfile::tempdir().expect("temp dir");
+    let root = common::temp_dir();
     let ws = PackLock::builder(root.path())
         .file_name(".sync.lock")
         .tier(WORKSPACE)

@@ -8,13 +8,13 @@
 //! holder lets go the lock is free, so a pool job left parked at the OS lock
 //! released it. The sync timeout also must not spin while it waits.
 
+#[macro_use]
 mod common;
 
-use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ChildArgs, assert_free, release, wait_until_free};
+use common::{ChildArgs, assert_free, open, release, temp_dir, wait_until_free, wait_until_parked};
 use futures_lite::future;
 use packlock::{PackLock, PackLockError, PackLockHold};
 
@@ -26,50 +26,19 @@ type Acquired = Result<PackLockHold, PackLockError>;
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args: &ChildArgs| match args.role.as_str() {
-        "hold" => common::hold_until_told(&args.dir),
+        "hold" => common::hold_until_told(&common::open(&args.dir)),
         other => panic!("unknown role {other}"),
     });
 }
 
 // --- helpers ----------------------------------------------------------------
 
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-fn open(dir: &Path) -> PackLock {
-    PackLock::open(dir).expect("open")
-}
-
-/// Waits until this process has a waiter in the kernel on the lock file
-/// (Linux only; elsewhere the tests work without knowing).
-fn wait_until_parked(lock: &PackLock) {
-    #[cfg(target_os = "linux")]
-    common::wait_until("our acquire waits in the kernel", || {
-        common::proc_locks::waiters_of(lock.path(), std::process::id()) == 1
-    });
-    #[cfg(not(target_os = "linux"))]
-    let _ = lock;
-}
-
 /// `result` is a `TimedOut` for `lock` after `timeout`, whose message names
 /// the lock file.
 fn assert_timed_out(result: Acquired, lock: &PackLock, timeout: Duration) {
-    match result {
-        Err(error @ PackLockError::TimedOut { .. }) => {
-            let message = error.to_string();
-            let PackLockError::TimedOut { path, timeout: reported, .. } = error else {
-                unreachable!()
-            };
-            assert_eq!(path, lock.path());
-            assert_eq!(reported, timeout);
-            assert!(
-                message.contains(&lock.path().display().to_string()),
-                "the message does not name the lock file: {message}"
-            );
-        }
-        other => panic!("expected TimedOut, got {other:?}"),
-    }
+    let error = assert_err!(result, PackLockError::TimedOut, lock.path());
+    let PackLockError::TimedOut { timeout: reported, .. } = error else { unreachable!() };
+    assert_eq!(reported, timeout);
 }
 
 /// Runs `acquire` and checks it timed out, not before `timeout` had passed.
@@ -155,7 +124,7 @@ fn succeeds_when_the_holder_releases_in_time(acquire_timeout: &impl Timeout) {
     let lock = open(dir.path());
     thread::scope(|scope| {
         let waiter = scope.spawn(|| acquire_timeout(&lock, common::DEADLINE).map(drop));
-        wait_until_parked(&lock);
+        wait_until_parked(lock.path());
         assert!(!waiter.is_finished(), "acquired while the child held the lock");
         release(child);
         waiter.join().expect("waiter panicked").expect("acquire once the child released");
@@ -172,7 +141,7 @@ fn the_longest_timeout_waits_without_limit(acquire_timeout: &impl Timeout) {
     let child = common::spawn_holder("hold", dir.path());
     thread::scope(|scope| {
         let waiter = scope.spawn(|| acquire_timeout(&lock, Duration::MAX).map(drop));
-        wait_until_parked(&lock);
+        wait_until_parked(lock.path());
         assert!(!waiter.is_finished(), "acquired while the child held the lock");
         release(child);
         waiter.join().expect("waiter panicked").expect("acquire once the child released");

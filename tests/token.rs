@@ -3,18 +3,16 @@
 //! `cancelled()` never misses a `cancel()` racing from another thread (the
 //! check–listen–check in its `poll`).
 
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
 
+use common::DEADLINE;
 use futures_lite::future;
 use packlock::{CancelSignal, CancellationToken, WaitForCancellation};
-
-/// How long a wait for a cancellation may take before the test fails: never
-/// reached when wake-ups work, and turns a lost one into a failure.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Whether `signal` is complete on its first poll.
 fn ready_at_once(signal: impl Future<Output = ()>) -> bool {
