@@ -3,7 +3,7 @@
 //! Skipped with a notice where PostgreSQL is not installed, except under
 //! `CI`.
 
-#![cfg(feature = "postgres")]
+#![cfg(all(feature = "postgres", unix))] // the throwaway server is started the Unix way
 
 mod common;
 

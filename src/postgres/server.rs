@@ -321,7 +321,7 @@ impl fmt::Debug for LockServerBuilder {
 // The operations the acquire pipeline wraps. Each runs on the client
 // thread; the sync forms block the calling thread, the async ones await on
 // any executor.
-#[cfg_attr(not(test), allow(dead_code))] // some serve only the tests below
+#[cfg_attr(not(all(test, unix)), allow(dead_code))] // some serve only the tests below
 impl LockServer {
     /// Takes `name` if it is free: `Some(fence)` when had, `None` when
     /// another session holds it (exclusively, or at all for an exclusive
@@ -436,7 +436,7 @@ impl LockServer {
 }
 
 /// An async wait for a server lock ([`LockServer::lock_async`]).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(all(test, unix)), allow(dead_code))]
 pub(crate) struct LockWait {
     task: Option<Task<Result<u64, ServerError>>>,
     cancel: WaitCancel,
@@ -730,7 +730,7 @@ impl Inner {
         released
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, unix)), allow(dead_code))]
     async fn fence(self: Arc<Self>, name: String) -> Result<u64, ServerError> {
         schema::check_name(&name)?;
         let session = self.main_session().await?;

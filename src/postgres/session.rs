@@ -21,7 +21,7 @@ const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
 pub(crate) struct Session {
     pub(crate) client: Client,
     /// The server's backend pid for this session.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, unix)), allow(dead_code))]
     pub(crate) pid: i32,
     /// Set when the connection ends: by the task driving it, at once when
     /// the server closes it or the socket fails.
