@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use packlock::PACK_LOCK_FILE_NAME;
+use packlock::{PACK_LOCK_FILE_NAME, PackLock, PackLockError};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -56,6 +56,13 @@ pub struct Args {
     /// Lock file name inside DIR [default: .pack-lock]
     #[arg(long, value_name = "NAME")]
     pub file: Option<OsString>,
+
+    /// Hold the lock named DIR on this PostgreSQL server instead of a
+    /// directory's lock file ("host=db user=packs dbname=locks" or a
+    /// postgresql:// URL); the command gets the fence as PACKLOCK_FENCE
+    #[cfg(feature = "postgres")]
+    #[arg(long, value_name = "CONN", conflicts_with = "file")]
+    pub postgres: Option<String>,
 
     /// Label shown to others asking who holds the lock, up to 1,024 bytes [default: "packlock COMMAND"]
     #[arg(long, value_name = "TEXT")]
@@ -111,6 +118,55 @@ impl Args {
     /// The lock file's path, before the library checks the name.
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join(self.file_name())
+    }
+
+    /// Opens the lock the arguments name: a lock server's named lock with
+    /// `--postgres`, else the lock file of `DIR`; labelled `label`.
+    pub fn open(&self, label: Option<String>) -> Result<PackLock, PackLockError> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = &self.postgres {
+            return self.open_on_server(server, label);
+        }
+        let builder = PackLock::builder(&self.dir).file_name(self.file_name()).shared(self.shared);
+        match label {
+            Some(label) => builder.label(label).open(),
+            None => builder.open(),
+        }
+    }
+
+    /// `--postgres CONN NAME`: the lock `NAME` on the server `CONN`.
+    #[cfg(feature = "postgres")]
+    fn open_on_server(
+        &self,
+        server: &str,
+        label: Option<String>,
+    ) -> Result<PackLock, PackLockError> {
+        // Checked at parse time (see `Args::check`), so never lossy here.
+        let name = self.dir.to_string_lossy();
+        let builder =
+            packlock::postgres::LockServer::connect(server)?.lock(&name).shared(self.shared);
+        match label {
+            Some(label) => builder.label(label).open(),
+            None => builder.open(),
+        }
+    }
+
+    /// Whether the lock is a directory's lock file (not a server's).
+    pub fn names_a_lock_file(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if self.postgres.is_some() {
+            return false;
+        }
+        true
+    }
+
+    /// What clap cannot check: a server lock's name must be UTF-8.
+    pub fn check(&self) -> Result<(), String> {
+        #[cfg(feature = "postgres")]
+        if self.postgres.is_some() && self.dir.to_str().is_none() {
+            return Err(format!("the lock name {:?} is not UTF-8", self.dir));
+        }
+        Ok(())
     }
 
     pub fn mode(&self) -> &'static str {

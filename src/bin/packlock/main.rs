@@ -120,6 +120,10 @@ fn main() {
 /// packlock's own command line: `packlock DIR COMMAND` or `--status`.
 fn packlock() -> i32 {
     let args = Args::parse();
+    if let Err(e) = args.check() {
+        eprintln!("packlock: {e}");
+        return 2;
+    }
     if args.status { status::status(&args) } else { run::run(&args) }
 }
 

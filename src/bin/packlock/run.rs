@@ -1,7 +1,7 @@
 //! `packlock DIR COMMAND`: lock, run the command, release, pass its exit
 //! code on.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::process::Command;
 use std::time::Instant;
@@ -15,6 +15,8 @@ use crate::{child, fail};
 const EXIT_CANNOT_RUN: i32 = 126;
 /// The command was not found.
 const EXIT_NOT_FOUND: i32 = 127;
+/// The environment variable that tells the command its hold's fence.
+const FENCE_VAR: &str = "PACKLOCK_FENCE";
 
 /// Locks, runs the command, releases; the exit code to leave with.
 pub fn run(args: &Args) -> i32 {
@@ -22,7 +24,7 @@ pub fn run(args: &Args) -> i32 {
         eprintln!("packlock: no command given");
         return 2;
     };
-    let lock = match open(args, label(args, program)) {
+    let lock = match args.open(label(args, program)) {
         Ok(lock) => lock,
         Err(e) => return fail(&e),
     };
@@ -41,18 +43,15 @@ pub fn run(args: &Args) -> i32 {
         eprintln!("packlock: locked {path} ({}) after {waited:.2}s", args.mode());
     }
     let held_since = Instant::now();
-    let code = run_command(program, program_args);
+    let mut command = Command::new(program);
+    command.args(program_args);
+    if let Some(fence) = hold.fence() {
+        // What the command passes to storage that rejects stale holders.
+        command.env(FENCE_VAR, fence.to_string());
+    }
+    let code = run_command(program, &mut command);
     release(hold, args.verbose, held_since);
     code
-}
-
-/// Opens the lock of `DIR` as the options say.
-fn open(args: &Args, label: Option<String>) -> Result<PackLock, PackLockError> {
-    let mut builder = PackLock::builder(&args.dir).file_name(args.file_name()).shared(args.shared);
-    if let Some(label) = label {
-        builder = builder.label(label);
-    }
-    builder.open()
 }
 
 /// The label to record: as given, else `packlock PROGRAM` (without the
@@ -108,8 +107,8 @@ fn report_conflict(lock: &PackLock, error: &PackLockError) {
 
 /// Runs the command; its exit code, or 126/127 when it cannot be started
 /// (as `env`, `timeout` and shells do).
-fn run_command(program: &OsStr, args: &[OsString]) -> i32 {
-    match child::run(Command::new(program).args(args)) {
+fn run_command(program: &OsStr, command: &mut Command) -> i32 {
+    match child::run(command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("packlock: cannot run `{}`: {e}", program.display());

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use packlock::{Holder, PackLock, PackLockError};
+use packlock::{Holder, PackLockError};
 
 use crate::args::Args;
 use crate::fail;
@@ -19,12 +19,12 @@ const STATUS_HELD: i32 = 1;
 /// Prints whether the lock is free (0) or held (1), and by whom.
 pub fn status(args: &Args) -> i32 {
     let path = args.lock_file();
-    if is_plain_name(args.file_name()) && is_missing(&path) {
+    if args.names_a_lock_file() && is_plain_name(args.file_name()) && is_missing(&path) {
         println!("free: {} (no lock file)", path.display());
         return STATUS_FREE;
     }
     // No label: checking must not overwrite the holder's record.
-    let lock = match PackLock::builder(&args.dir).file_name(args.file_name()).open() {
+    let lock = match args.open(None) {
         Ok(lock) => lock,
         Err(e) => return fail(&e),
     };
