@@ -52,14 +52,21 @@ pub struct PackLock {
 impl PackLock {
     pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
         let lock_file = LockFile::open(&path, options.network_fs)?;
-        Ok(Self::with_backend(Arc::new(lock_file), options))
+        let opened_by = lock_file.opened_by();
+        Ok(Self::opened_by(Arc::new(lock_file), options, opened_by))
     }
 
-    /// A lock on `backend`, opened already.
+    /// A lock on `backend`, opened already by this process.
     pub(crate) fn with_backend(backend: Arc<dyn LockBackend>, options: Options) -> Self {
+        Self::opened_by(backend, options, std::process::id())
+    }
+
+    /// A lock on `backend`, which process `opened_by` (this one) opened:
+    /// told rather than asked again, since opening is on the hot path.
+    fn opened_by(backend: Arc<dyn LockBackend>, options: Options, opened_by: u32) -> Self {
         let path = backend.path().to_path_buf();
-        let current = CurrentTarget::new(backend);
-        acquire::note_process(current.peek().opened_by());
+        acquire::note_process(opened_by);
+        let current = CurrentTarget::new(backend, opened_by);
         Self { path, options, current }
     }
 

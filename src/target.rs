@@ -19,14 +19,9 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn new(backend: Arc<dyn LockBackend>) -> Self {
-        let opened_by = std::process::id();
+    fn new(backend: Arc<dyn LockBackend>, opened_by: u32) -> Self {
         let slot = registry::slot_for(backend.key(), opened_by);
         Self { backend, slot, opened_by }
-    }
-
-    pub(crate) fn opened_by(&self) -> u32 {
-        self.opened_by
     }
 }
 
@@ -35,8 +30,10 @@ impl Target {
 pub(crate) struct CurrentTarget(Mutex<Arc<Target>>);
 
 impl CurrentTarget {
-    pub(crate) fn new(backend: Arc<dyn LockBackend>) -> Self {
-        Self(Mutex::new(Arc::new(Target::new(backend))))
+    /// The target of `backend`, which process `opened_by` (this one)
+    /// opened.
+    pub(crate) fn new(backend: Arc<dyn LockBackend>, opened_by: u32) -> Self {
+        Self(Mutex::new(Arc::new(Target::new(backend, opened_by))))
     }
 
     /// The target as this process opened it.
@@ -50,8 +47,9 @@ impl CurrentTarget {
     /// pid comparison costs one `getpid` per acquire.
     pub(crate) fn get(&self) -> Result<Arc<Target>, PackLockError> {
         let mut current = self.lock();
-        if current.opened_by != std::process::id() {
-            *current = Arc::new(Target::new(current.backend.reopen()?));
+        let this_process = std::process::id();
+        if current.opened_by != this_process {
+            *current = Arc::new(Target::new(current.backend.reopen()?, this_process));
         }
         Ok(Arc::clone(&current))
     }
@@ -68,7 +66,7 @@ impl CurrentTarget {
     pub(crate) fn reopen(&self, stale: &Arc<Target>) -> Result<(), PackLockError> {
         let mut current = self.lock();
         if Arc::ptr_eq(&current, stale) {
-            *current = Arc::new(Target::new(current.backend.reopen()?));
+            *current = Arc::new(Target::new(current.backend.reopen()?, std::process::id()));
         }
         Ok(())
     }

@@ -48,6 +48,11 @@ impl LockFile {
         Ok(Self { file, path, key, network_fs, opened_by: std::process::id() })
     }
 
+    /// The process that opened the file.
+    pub(crate) fn opened_by(&self) -> u32 {
+        self.opened_by
+    }
+
     fn file_key(&self) -> &FileKey {
         match &self.key {
             LockKey::File(key) => key,
