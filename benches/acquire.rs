@@ -11,8 +11,9 @@
 //!    close: the lock alone, with none of packlock's checks. Two more
 //!    functions show where the floor is:
 //!    `floor_path_stat` makes packlock's own system calls raw (the raw ones
-//!    plus an `fstat` for the registry key, the identity `stat(path)` after
-//!    locking, and the three `getpid`s of fork safety), `floor_fstat` those of
+//!    plus a `stat(path)` before opening, an `fstat` for the registry key,
+//!    the identity `stat(path)` after locking, and the three `getpid`s of
+//!    fork safety), `floor_fstat` those of
 //!    a cheaper check (one `fstat` after locking, for the key and
 //!    `nlink > 0`, instead of `fstat` and `stat(path)`).
 //! 2. `reuse_acquire_release`: acquire + release on a `PackLock` opened once,

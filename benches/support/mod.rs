@@ -110,11 +110,14 @@ pub fn raw_open_lock_unlock(path: &Path) {
 }
 
 /// The system calls packlock makes for one uncontended open + acquire +
-/// release, done raw: open, `fstat` for the registry key, `getpid` for the
-/// opener, `getpid` at acquire (a forked child must reopen), lock,
+/// release, done raw: `stat(path)` (no FIFO or device is opened), open,
+/// `fstat` for the registry key (and that it is a regular file), `getpid`
+/// for the opener, `getpid` at acquire (a forked child must reopen), lock,
 /// `stat(path)` for the identity check, `getpid` (a forked child must not
 /// unlock), unlock, close.
 pub fn floor_path_stat(path: &Path) {
+    // The path's `stat` before opening refuses FIFOs and devices.
+    black_box(std::fs::metadata(path).expect("stat"));
     let file = raw_open(path);
     black_box(file.metadata().expect("fstat"));
     black_box(std::process::id());
@@ -130,6 +133,7 @@ pub fn floor_path_stat(path: &Path) {
 /// locking (the registry key, and `nlink > 0`) instead of `fstat` and
 /// `stat(path)`.
 pub fn floor_fstat(path: &Path) {
+    black_box(std::fs::metadata(path).expect("stat"));
     let file = raw_open(path);
     black_box(std::process::id());
     black_box(std::process::id());

@@ -16,9 +16,9 @@ pub(crate) struct FileKey {
 }
 
 impl FileKey {
-    /// The identity of the open file `file` (opened from `path`).
-    pub(crate) fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
-        Ok(Self::of(&file.metadata()?))
+    /// The identity of the open file whose `fstat` gave `metadata`.
+    pub(crate) fn of_open(_file: &File, metadata: &fs::Metadata) -> io::Result<Self> {
+        Ok(Self::of(metadata))
     }
 
     /// The identity of the file `path` names now.

@@ -17,8 +17,9 @@ pub(crate) struct FileKey {
 }
 
 impl FileKey {
-    /// The identity of the open file `file`.
-    pub(crate) fn of_open(file: &File, _path: &Path) -> io::Result<Self> {
+    /// The identity of the open file `file` (its metadata does not carry
+    /// the file index on Windows, so the handle is asked).
+    pub(crate) fn of_open(file: &File, _metadata: &fs::Metadata) -> io::Result<Self> {
         Self::of(file)
     }
 

@@ -41,8 +41,10 @@ impl LockFile {
         refuse_special_file(path, fs::metadata(path))?;
         let file = open_or_create(path)?;
         // Checked again on what was opened: the path may have changed since.
-        refuse_special_file(path, file.metadata())?;
-        let key = FileKey::of_open(&file, path).map_err(|e| PackLockError::io(path, e))?;
+        // The same `fstat` gives the file's identity (on Unix).
+        let metadata = file.metadata().map_err(|e| PackLockError::io(path, e))?;
+        refuse_special_file(path, Ok(metadata.clone()))?;
+        let key = FileKey::of_open(&file, &metadata).map_err(|e| PackLockError::io(path, e))?;
         network_fs::check(path, &key, network_fs)?;
         let (path, key) = (path.to_path_buf(), LockKey::File(key));
         Ok(Self { file, path, key, network_fs, opened_by: std::process::id() })
