@@ -25,37 +25,38 @@ use async_lock::{RwLockReadGuardArc, RwLockWriteGuardArc};
 use crate::backend::LockKey;
 use crate::shared_lease::SharedLease;
 
-/// The in-process lock for one lock file. Its value is the registry entry:
-/// its key, so that dropping the last slot can remove that entry, and the
-/// process's shared OS lease on the file.
-pub(crate) type Slot = async_lock::RwLock<Entry>;
+/// The in-process lock for one lock. Its value is the slot's state: its
+/// registry key, so that dropping the last slot can remove it, and the
+/// process's shared lease on the lock.
+pub(crate) type Slot = async_lock::RwLock<SlotState>;
 
 /// A held slot, owned (no borrow), so it can move onto a pool thread.
 #[derive(Debug)]
 pub(crate) enum SlotGuard {
-    Exclusive(RwLockWriteGuardArc<Entry>),
-    Shared(RwLockReadGuardArc<Entry>),
+    Exclusive(RwLockWriteGuardArc<SlotState>),
+    Shared(RwLockReadGuardArc<SlotState>),
 }
 
 type Map = HashMap<SlotKey, Weak<Slot>>;
 
-/// Which slot: the lock file, and the process whose slot it is.
+/// Which slot: the lock, and the process whose slot it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SlotKey {
-    file: LockKey,
+    lock: LockKey,
     process: u32,
 }
 
 static REGISTRY: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
 
-/// A registry key that unregisters itself when its slot is dropped.
+/// What a slot guards: its registry key, which unregisters itself when the
+/// slot is dropped, and the process's shared lease on the lock.
 #[derive(Debug)]
-pub(crate) struct Entry {
+pub(crate) struct SlotState {
     key: SlotKey,
     pub(crate) shared_lease: Arc<SharedLease>,
 }
 
-impl Drop for Entry {
+impl Drop for SlotState {
     fn drop(&mut self) {
         let mut map = registry();
         // A newer slot may already sit under this key (it was created after
@@ -66,14 +67,14 @@ impl Drop for Entry {
     }
 }
 
-/// Process `process`'s slot for the file `file`, created on first use.
-pub(crate) fn slot_for(file: &LockKey, process: u32) -> Arc<Slot> {
-    let key = SlotKey { file: file.clone(), process };
+/// Process `process`'s slot for the lock `lock`, created on first use.
+pub(crate) fn slot_for(lock: &LockKey, process: u32) -> Arc<Slot> {
+    let key = SlotKey { lock: lock.clone(), process };
     let mut map = registry();
     if let Some(slot) = map.get(&key).and_then(Weak::upgrade) {
         return slot;
     }
-    let entry = Entry { key: key.clone(), shared_lease: Arc::default() };
+    let entry = SlotState { key: key.clone(), shared_lease: Arc::default() };
     let slot = Arc::new(async_lock::RwLock::new(entry));
     map.insert(key, Arc::downgrade(&slot));
     slot
