@@ -57,6 +57,7 @@ impl PackLock {
     }
 
     /// A lock on `backend`, opened already by this process.
+    #[cfg(feature = "postgres")]
     pub(crate) fn with_backend(backend: Arc<dyn LockBackend>, options: Options) -> Self {
         Self::opened_by(backend, options, std::process::id())
     }
