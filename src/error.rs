@@ -161,6 +161,20 @@ pub enum PackLockError {
         reason: String,
     },
 
+    /// A lock opened with [fencing](crate::PackLockBuilder::fencing) cannot
+    /// keep its fence in the lock file: the file holds data packlock did not
+    /// write (which it never overwrites), or can only be opened read-only.
+    /// Reported by opening (read-only) or by an acquire, which then leaves
+    /// nothing locked and the file untouched.
+    #[error("cannot keep a fence in lock file `{}`: {reason}", path.display())]
+    #[non_exhaustive]
+    CannotFence {
+        /// The lock file.
+        path: PathBuf,
+        /// Why not.
+        reason: &'static str,
+    },
+
     /// The lock server failed or refused an operation (feature
     /// `postgres`); the [`ServerError`](crate::postgres::ServerError)
     /// names the server and the lock. Acquires of a server lock report

@@ -158,13 +158,15 @@ impl PackLockHold {
 
     /// The hold's fencing token, for locks that have one: a server lock
     /// (`postgres::LockServer::lock`, feature `postgres`) always has one,
-    /// a lock file never (`None`).
+    /// a lock file only when opened with
+    /// [`fencing(true)`](crate::PackLockBuilder::fencing) (else `None`).
     ///
-    /// An exclusive hold's fence was committed by the server before the
-    /// acquire returned, and is larger than that of every earlier exclusive
-    /// hold of the name, even across server restarts. A shared hold reports
-    /// the fence of the last exclusive hold (all shared holds of a process
-    /// share one server lock, and so one fence). Pass it with every write
+    /// An exclusive hold's fence was committed before the acquire returned
+    /// (by the server; for a lock file, written into it and flushed to the
+    /// disk), and is larger than that of every earlier exclusive hold of the
+    /// name or file, even across restarts. A shared hold reports the fence
+    /// of the last exclusive hold, 0 if there was none (all shared holds of
+    /// a process share one OS or server lock, and so one fence). Pass it with every write
     /// to storage that remembers the largest fence it has seen and refuses
     /// smaller ones: a holder that lost its lock without knowing it (a long
     /// pause, a cut connection) then cannot overwrite the work of the next.
@@ -175,7 +177,10 @@ impl PackLockHold {
     /// # fn main() -> Result<(), packlock::PackLockError> {
     /// let dir = tempfile::tempdir().expect("temp dir");
     /// let hold = packlock::PackLock::open(dir.path())?.acquire()?;
-    /// assert_eq!(hold.fence(), None); // lock files have no fences
+    /// assert_eq!(hold.fence(), None); // lock files have fences only when asked
+    /// drop(hold);
+    /// let fenced = packlock::PackLock::builder(dir.path()).fencing(true).open()?;
+    /// assert!(fenced.acquire()?.fence().is_some());
     /// # Ok(())
     /// # }
     /// ```

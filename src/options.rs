@@ -22,6 +22,7 @@ pub(crate) struct Options {
     pub(crate) label: Option<String>,
     pub(crate) log_wait_after: Duration,
     pub(crate) network_fs: NetworkFsPolicy,
+    pub(crate) fencing: bool,
 }
 
 impl Options {
@@ -39,6 +40,7 @@ impl Default for Options {
             label: None,
             log_wait_after: Duration::from_secs(1),
             network_fs: NetworkFsPolicy::Warn,
+            fencing: false,
         }
     }
 }

@@ -55,7 +55,9 @@
 //! name instead of a path as key, advisory locks on a session for
 //! try-lock and lock, the session's liveness for validate (as
 //! [`PackLockError::Lost`], never `Ok(false)`: a name is never replaced),
-//! and fences.
+//! and fences. A lock file has fences too when opened with fencing: a
+//! counter kept in the file, read and written by the holder right after
+//! the OS lock is granted (see `lock_file::record`).
 
 pub(crate) mod lock_file;
 
@@ -88,7 +90,7 @@ pub(crate) enum LockKey {
 pub(crate) struct Grant {
     /// The lock's fence: for an exclusive grant, larger than any an earlier
     /// holder got; for a shared one, that of the last exclusive grant.
-    /// `None` where the backend has no fences (files).
+    /// `None` where the backend has no fences (files opened without fencing).
     pub(crate) fence: Option<u64>,
     /// Set when the lock is known to be gone; `None` where a lock cannot
     /// be lost while held (files).

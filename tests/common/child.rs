@@ -102,6 +102,14 @@ impl Child {
         }
     }
 
+    /// Waits for the child's next message, whatever it says.
+    pub fn next_message(&self) -> String {
+        match self.messages.recv_timeout(DEADLINE) {
+            Ok(message) => message,
+            Err(e) => panic!("child said nothing more: {e}"),
+        }
+    }
+
     /// Lets the child go on past its `wait_for_parent`.
     pub fn proceed(&mut self) {
         let stdin = self.process.stdin.as_mut().expect("child stdin");

@@ -31,15 +31,30 @@ pub(crate) struct LockFile {
     network_fs: NetworkFsPolicy,
     /// The process that opened the file (see [`LockFile::unlock`]).
     opened_by: u32,
+    /// Whether grants carry a fence kept in the file (see [`record::next_fence`]).
+    fencing: bool,
 }
 
 impl LockFile {
     /// Opens the lock file at `path`, creating it and any missing parent
     /// directories, and applies `network_fs` to its file system. Never
     /// truncates, never locks, and refuses anything but a regular file.
-    pub(crate) fn open(path: &Path, network_fs: NetworkFsPolicy) -> Result<Self, PackLockError> {
+    /// Keeps fences in the file when `fencing`: that needs write access, so
+    /// a file that can only be opened read-only is then refused with
+    /// [`PackLockError::CannotFence`].
+    pub(crate) fn open(
+        path: &Path,
+        network_fs: NetworkFsPolicy,
+        fencing: bool,
+    ) -> Result<Self, PackLockError> {
         refuse_special_file(path, fs::metadata(path))?;
-        let file = open_or_create(path)?;
+        let (file, writable) = open_or_create(path)?;
+        if fencing && !writable {
+            return Err(PackLockError::CannotFence {
+                path: path.to_path_buf(),
+                reason: "it can only be opened read-only, and fences must be written",
+            });
+        }
         // Checked again on what was opened: the path may have changed since.
         // The same `fstat` gives the file's identity (on Unix).
         let metadata = file.metadata().map_err(|e| PackLockError::io(path, e))?;
@@ -47,7 +62,7 @@ impl LockFile {
         let key = FileKey::of_open(&file, &metadata).map_err(|e| PackLockError::io(path, e))?;
         network_fs::check(path, &key, network_fs)?;
         let (path, key) = (path.to_path_buf(), LockKey::File(key));
-        Ok(Self { file, path, key, network_fs, opened_by: std::process::id() })
+        Ok(Self { file, path, key, network_fs, opened_by: std::process::id(), fencing })
     }
 
     /// The process that opened the file.
@@ -65,6 +80,40 @@ impl LockFile {
 
     fn error(&self, source: io::Error) -> PackLockError {
         PackLockError::io(&self.path, source)
+    }
+
+    /// What goes with the OS lock just taken in `mode`: without fencing,
+    /// nothing; with it, the fence (see [`record::next_fence`]). When the
+    /// fence cannot be had, the OS lock is given back and the acquire fails.
+    fn grant(&self, mode: Mode) -> Result<Grant, PackLockError> {
+        if !self.fencing {
+            return Ok(Grant::default());
+        }
+        let fence = match mode {
+            Mode::Exclusive => record::next_fence(&self.file),
+            Mode::Shared => record::current_fence(&self.file),
+        };
+        match fence {
+            Ok(fence) => Ok(Grant { fence: Some(fence), lost: None }),
+            Err(e) => {
+                if let Err(unlock) = self.unlock() {
+                    log::warn!("cannot release after failing to fence: {unlock}");
+                }
+                Err(self.fence_error(e))
+            }
+        }
+    }
+
+    fn fence_error(&self, error: record::FenceError) -> PackLockError {
+        let reason = match error {
+            record::FenceError::Io(e) => return self.error(e),
+            record::FenceError::Foreign => {
+                "it holds data packlock did not write, which is never overwritten \
+                 (fences are kept only in an empty lock file or one holding packlock's own lines)"
+            }
+            record::FenceError::Exhausted => "its fence counter is at its maximum",
+        };
+        PackLockError::CannotFence { path: self.path.clone(), reason }
     }
 }
 
@@ -87,12 +136,12 @@ impl LockBackend for LockFile {
     }
 
     fn reopen(&self) -> Result<Arc<dyn LockBackend>, PackLockError> {
-        Ok(Arc::new(Self::open(&self.path, self.network_fs)?))
+        Ok(Arc::new(Self::open(&self.path, self.network_fs, self.fencing)?))
     }
 
     /// Takes the OS lock in `mode` if no one holds it in a conflicting
-    /// mode: `Ok(None)` when busy. A file lock has no fence and cannot be
-    /// lost while held.
+    /// mode: `Ok(None)` when busy. A file lock has a fence only with
+    /// fencing, and cannot be lost while held.
     fn try_lock(&self, mode: Mode) -> Result<Option<Grant>, PackLockError> {
         #[cfg(test)]
         if let Some(e) = faults::injected(&self.path, faults::Call::Try) {
@@ -104,7 +153,7 @@ impl LockBackend for LockFile {
                 Mode::Shared => self.file.try_lock_shared(),
             };
             match attempt {
-                Ok(()) => return Ok(Some(Grant::default())),
+                Ok(()) => return self.grant(mode).map(Some),
                 Err(TryLockError::WouldBlock) => return Ok(None),
                 Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(TryLockError::Error(e)) => return Err(self.error(e)),
@@ -124,7 +173,8 @@ impl LockBackend for LockFile {
             Mode::Exclusive => self.file.lock(),
             Mode::Shared => self.file.lock_shared(),
         };
-        retry_interrupted(call).map(|()| Grant::default()).map_err(|e| self.error(e))
+        retry_interrupted(call).map_err(|e| self.error(e))?;
+        self.grant(mode)
     }
 
     /// Releases the OS lock — unless this is a child made by `fork(2)`: it
@@ -190,8 +240,9 @@ fn kind_of(file_type: &fs::FileType) -> &'static str {
 
 /// Opens read-write, creating the file (and on `NotFound` its directory);
 /// falls back to read-only for an existing file we may not write (see
-/// [`may_open_read_only`]), since locking needs no write access.
-fn open_or_create(path: &Path) -> Result<File, PackLockError> {
+/// [`may_open_read_only`]), since locking needs no write access. Says
+/// whether the file was opened for writing.
+fn open_or_create(path: &Path) -> Result<(File, bool), PackLockError> {
     let read_write =
         || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
     let opened = match read_write() {
@@ -199,10 +250,12 @@ fn open_or_create(path: &Path) -> Result<File, PackLockError> {
             if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
                 fs::create_dir_all(dir).map_err(|e| PackLockError::io(dir, e))?;
             }
-            read_write()
+            read_write().map(|file| (file, true))
         }
-        Err(e) if may_open_read_only(&e) => File::open(path).map_err(|_| e),
-        other => other,
+        Err(e) if may_open_read_only(&e) => {
+            File::open(path).map(|file| (file, false)).map_err(|_| e)
+        }
+        other => other.map(|file| (file, true)),
     };
     opened.map_err(|e| PackLockError::io(path, e))
 }

@@ -3,8 +3,12 @@
 //! label and start time — so that others can name them, and the merge of
 //! that record with what the OS tells.
 //!
-//! All of this is diagnostics only: failures to write or read it are
+//! The record is diagnostics only: failures to write or read it are
 //! ignored, and nothing here decides who gets the lock.
+//!
+//! A lock opened with [fencing](crate::PackLockBuilder::fencing) also keeps
+//! its fence counter here, as a first line `packlock-fence N` before the
+//! record (if any). That line is not diagnostics: see [`next_fence`].
 
 use std::fs::File;
 use std::io;
@@ -14,10 +18,10 @@ use crate::Holder;
 use crate::options::{MAX_LABEL_LEN, clamp_label};
 use crate::sys::{self, FileKey};
 
-/// Room for the largest record: the label plus the other lines (the
-/// header, a `u32` pid, a `u64` millisecond count and the end line take
-/// well under 100 bytes).
-const MAX_RECORD_LEN: usize = MAX_LABEL_LEN + 128;
+/// Room for the largest content: the label plus the other lines (the
+/// fence line, the header, a `u32` pid, a `u64` millisecond count and the
+/// end line take well under 128 bytes).
+const MAX_CONTENT_LEN: usize = MAX_LABEL_LEN + 128;
 
 /// What a labelled holder writes into the lock file after locking it: the
 /// whole file is one record, or it holds no record at all.
@@ -30,6 +34,83 @@ struct Record {
 
 const RECORD_START: &str = "packlock-holder 1";
 const RECORD_END: &str = "end";
+const FENCE_START: &str = "packlock-fence ";
+
+/// Everything packlock writes into a lock file: an optional fence line,
+/// then an optional holder record, and nothing else. An empty file is
+/// packlock's too (both absent).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Content {
+    fence: Option<u64>,
+    record: Option<Record>,
+}
+
+impl Content {
+    fn to_text(&self) -> String {
+        let fence = self.fence.map(|n| format!("{FENCE_START}{n}\n")).unwrap_or_default();
+        let record = self.record.as_ref().map(Record::to_text).unwrap_or_default();
+        fence + &record
+    }
+
+    /// The content that `bytes` are, if packlock wrote them: exactly what
+    /// [`to_text`](Self::to_text) gives for some content, and nothing more.
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (fence, rest) = match text.strip_prefix(FENCE_START) {
+            Some(rest) => {
+                let (fence, rest) = rest.split_once('\n')?;
+                (Some(fence.parse().ok()?), rest)
+            }
+            None => (None, text),
+        };
+        let record = match rest {
+            "" => None,
+            rest => Some(Record::parse(rest.as_bytes())?),
+        };
+        let content = Self { fence, record };
+        (content.to_text() == text).then_some(content)
+    }
+}
+
+/// Why a fence could not be read or kept.
+#[derive(Debug)]
+pub(crate) enum FenceError {
+    /// Reading or writing the lock file failed.
+    Io(io::Error),
+    /// The lock file holds data packlock did not write, which is never
+    /// overwritten.
+    Foreign,
+    /// The counter is at `u64::MAX`.
+    Exhausted,
+}
+
+/// For an exclusive holder of the lock file `file`: the next fence, one
+/// more than the counter there (0 when there is none yet), written back
+/// before it is returned and flushed to the disk with `sync_data`, so
+/// that it survives a crash of the machine. The holder record after the
+/// fence line is kept. The content only ever grows here (a larger number
+/// and the same record), so it is written in place without truncating.
+pub(crate) fn next_fence(file: &File) -> Result<u64, FenceError> {
+    let mut content = read_content(file)?;
+    let fence = content.fence.unwrap_or(0).checked_add(1).ok_or(FenceError::Exhausted)?;
+    content.fence = Some(fence);
+    write_start(file, content.to_text().as_bytes()).map_err(FenceError::Io)?;
+    file.sync_data().map_err(FenceError::Io)?;
+    Ok(fence)
+}
+
+/// For a shared holder of the lock file `file`: the fence of the last
+/// exclusive hold, 0 when there was none. Writes nothing.
+pub(crate) fn current_fence(file: &File) -> Result<u64, FenceError> {
+    Ok(read_content(file)?.fence.unwrap_or(0))
+}
+
+/// What packlock keeps in `file`; [`FenceError::Foreign`] when it holds
+/// anything else.
+fn read_content(file: &File) -> Result<Content, FenceError> {
+    let bytes = read_start(file, MAX_CONTENT_LEN + 1).map_err(FenceError::Io)?;
+    Content::parse(&bytes).ok_or(FenceError::Foreign)
+}
 
 impl Record {
     /// This process, holding since now.
@@ -62,36 +143,37 @@ impl Record {
 }
 
 /// Records this process, labelled `label`, as the holder of the lock file
-/// `file` (best effort). Only a file that is empty or holds exactly one
-/// record is written: anything else may be someone's data (people do lock
-/// their data files, and append to them while holding the lock), so it is
-/// left byte for byte as it is. A read-only lock file, too, just stays
-/// without a record.
+/// `file` (best effort). Only a file that is empty or holds packlock's own
+/// content (a fence line, a record) is written, keeping its fence line:
+/// anything else may be someone's data (people do lock their data files,
+/// and append to them while holding the lock), so it is left byte for
+/// byte as it is. A read-only lock file, too, just stays without a record.
 pub(crate) fn write_record(file: &File, label: &str) {
-    match read_start(file, MAX_RECORD_LEN + 1) {
-        Ok(bytes) if bytes.is_empty() || Record::parse(&bytes).is_some() => {}
-        Ok(_) => {
-            log::debug!("not recording the lock holder: the lock file holds other data");
-            return;
-        }
-        Err(e) => {
+    let mut content = match read_content(file) {
+        Ok(content) => content,
+        Err(FenceError::Io(e)) => {
             log::debug!("not recording the lock holder: cannot read the lock file: {e}");
             return;
         }
-    }
-    let text = Record::now(label).to_text();
+        Err(_) => {
+            log::debug!("not recording the lock holder: the lock file holds other data");
+            return;
+        }
+    };
+    content.record = Some(Record::now(label));
+    let text = content.to_text();
     let written = write_start(file, text.as_bytes()).and_then(|()| file.set_len(text.len() as u64));
     if let Err(e) = written {
         log::debug!("cannot record the lock holder: {e}");
     }
 }
 
-/// Reads the record in the lock file, if it holds exactly one, through the
-/// lock's own open file: opening the path again could block (a FIFO put
-/// there since) or find another file. (On Windows a file locked by another
-/// process cannot be read: then there is none.)
+/// Reads the record in the lock file, if it holds packlock's content with
+/// one, through the lock's own open file: opening the path again could
+/// block (a FIFO put there since) or find another file. (On Windows a file
+/// locked by another process cannot be read: then there is none.)
 fn read_record(file: &File) -> Option<Record> {
-    Record::parse(&read_start(file, MAX_RECORD_LEN + 1).ok()?)
+    read_content(file).ok()?.record
 }
 
 /// Up to `limit` bytes from the start of `file`, read at explicit offsets
@@ -150,7 +232,7 @@ pub(crate) fn holders(file: &File, key: &FileKey) -> Vec<Holder> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_LABEL_LEN, Record, clamp_label};
+    use super::{Content, MAX_LABEL_LEN, Record, clamp_label};
     use std::time::{Duration, UNIX_EPOCH};
 
     const TEXT: &str = "packlock-holder 1\npid 7\nsince 1500\nlabel sync worker\nend\n";
@@ -193,5 +275,56 @@ mod tests {
         assert_eq!(clamp_label("two\nlines\r"), "two lines ");
         let record = Record::now(&long);
         assert_eq!(Record::parse(record.to_text().as_bytes()), Some(record));
+    }
+
+    fn record() -> Record {
+        Record {
+            pid: 7,
+            since: UNIX_EPOCH + Duration::from_millis(1500),
+            label: "sync worker".into(),
+        }
+    }
+
+    #[test]
+    fn a_fence_line_and_a_record_round_trip_alone_and_together() {
+        for content in [
+            Content::default(),
+            Content { fence: Some(42), record: None },
+            Content { fence: None, record: Some(record()) },
+            Content { fence: Some(u64::MAX), record: Some(record()) },
+        ] {
+            assert_eq!(Content::parse(content.to_text().as_bytes()), Some(content));
+        }
+        let both = format!("packlock-fence 42\n{TEXT}");
+        assert_eq!(Content { fence: Some(42), record: Some(record()) }.to_text(), both);
+    }
+
+    #[test]
+    fn only_what_packlock_writes_is_packlock_content() {
+        let both = format!("packlock-fence 42\n{TEXT}");
+        for cut in 1..both.len() {
+            // Cut right after the fence line, it is a fence line alone.
+            if cut == "packlock-fence 42\n".len() {
+                continue;
+            }
+            let prefix = &both.as_bytes()[..cut];
+            assert_eq!(Content::parse(prefix), None, "{:?}", String::from_utf8_lossy(prefix));
+        }
+        for text in [
+            "packlock-fence 42".to_string(),
+            "packlock-fence 042\n".into(),
+            "packlock-fence +42\n".into(),
+            "packlock-fence -1\n".into(),
+            "packlock-fence 18446744073709551616\n".into(),
+            "packlock-fence \n".into(),
+            "packlock-fence 1\npacklock-fence 2\n".into(),
+            "packlock-fence 1\r\n".into(),
+            format!("{TEXT}packlock-fence 1\n"),
+            format!("packlock-fence 1\n{TEXT}data\n"),
+            "data\npacklock-fence 1\n".into(),
+            "someone's data".into(),
+        ] {
+            assert_eq!(Content::parse(text.as_bytes()), None, "{text:?}");
+        }
     }
 }
