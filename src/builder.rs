@@ -199,8 +199,10 @@ impl PackLockBuilder {
     /// the last character boundary that fits, and line breaks become
     /// spaces, so every label recorded can be read back.
     ///
-    /// The record is the lock file's whole content: it is written only into
-    /// a lock file that is empty or holds nothing but an earlier record.
+    /// The record is the lock file's whole content (after the fence line of
+    /// a [fencing](Self::fencing) lock, which it keeps): it is written only
+    /// into a lock file that is empty or holds nothing but packlock's own
+    /// lines.
     /// A lock file holding anything else (a data file you lock, a log you
     /// append to while holding the lock) is never written; its holders just
     /// go unlabelled. Nor is a lock file that cannot be written (read-only

@@ -182,8 +182,10 @@
 //!   held at the fork stays locked in the child (fork before starting
 //!   threads, or fork and `exec`).
 //! * Lock files must be regular files ([`PackLockError::NotARegularFile`]);
-//!   read-only ones lock all the same. packlock writes into a lock file only
-//!   when it is empty or holds nothing but its own holder record.
+//!   read-only ones lock all the same (except with
+//!   [fencing](PackLockBuilder::fencing), which must write). packlock writes
+//!   into a lock file only when it is empty or holds nothing but its own
+//!   lines (a fence line, a holder record).
 //! * Any [`Duration`](std::time::Duration) is a valid timeout or wait-log
 //!   threshold; one past what [`Instant`](std::time::Instant) can hold means
 //!   no limit.
