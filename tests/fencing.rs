@@ -26,6 +26,9 @@ fn child_process_entry() {
             }
             common::tell_parent("done");
         }
+        "holder" => {
+            common::hold_until_told(&PackLock::open_file(args.dir.join("lock")).expect("open"))
+        }
         other => panic!("unknown role {other}"),
     });
 }
@@ -169,4 +172,27 @@ fn a_read_only_lock_file_cannot_fence() {
     fs.remount_read_only();
     assert_err!(fenced(&path).open(), PackLockError::CannotFence, &path);
     PackLock::open_file(&path).expect("without fencing a read-only lock file opens");
+}
+
+/// The blocking path too: an acquire that waited in the kernel for another
+/// process, and finds foreign data once granted, fails and leaves the lock
+/// free. (Unix: on Windows the holder's mandatory lock keeps the test from
+/// writing the file.)
+#[cfg(unix)]
+#[test]
+fn a_waiting_acquire_that_finds_foreign_data_fails_and_leaves_the_lock_free() {
+    let dir = common::temp_dir();
+    let path = dir.path().join("lock");
+    let holder = common::spawn_holder("holder", dir.path());
+    let waiter = {
+        let path = path.clone();
+        std::thread::spawn(move || fenced(&path).open().expect("open").acquire().map(drop))
+    };
+    common::wait_until_parked(&path);
+    fs::write(&path, "written while held\n").expect("write");
+    common::release(holder);
+    let result = common::within_deadline(move || waiter.join().expect("waiter"));
+    assert_err!(result, PackLockError::CannotFence, &path);
+    drop(PackLock::open_file(&path).expect("open").try_acquire().expect("nothing stays locked"));
+    assert_eq!(read(&path), "written while held\n");
 }
