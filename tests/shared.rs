@@ -424,23 +424,27 @@ fn concurrent_shared_try_acquires_beside_a_shared_hold_all_succeed() {
     let busy = AtomicUsize::new(0);
     thread::scope(|scope| {
         for _ in 0..THREADS {
-            scope.spawn(|| {
-                for _ in 0..ROUNDS {
-                    if busy.load(SeqCst) > 0 {
-                        break; // found one: enough
-                    }
-                    match lock.try_acquire() {
-                        Ok(hold) => drop(hold),
-                        Err(PackLockError::Busy { .. }) => {
-                            busy.fetch_add(1, SeqCst);
-                        }
-                        Err(e) => panic!("shared try_acquire: {e}"),
-                    }
-                }
-            });
+            scope.spawn(|| try_until_busy(&lock, ROUNDS, &busy));
         }
     });
     assert_eq!(busy.load(SeqCst), 0, "a shared try_acquire beside only shared holds was Busy");
+}
+
+/// Takes and drops `lock` with `try_acquire` up to `rounds` times, counting
+/// a `Busy` in `busy` and stopping at the first one any thread found.
+fn try_until_busy(lock: &PackLock, rounds: usize, busy: &AtomicUsize) {
+    for _ in 0..rounds {
+        if busy.load(SeqCst) > 0 {
+            return; // found one: enough
+        }
+        match lock.try_acquire() {
+            Ok(hold) => drop(hold),
+            Err(PackLockError::Busy { .. }) => {
+                busy.fetch_add(1, SeqCst);
+            }
+            Err(e) => panic!("shared try_acquire: {e}"),
+        }
+    }
 }
 
 /// Shared `try_acquire`s on a free lock must all succeed too, even while
@@ -458,20 +462,7 @@ fn concurrent_shared_try_acquires_on_a_free_lock_are_never_busy() {
     thread::scope(|scope| {
         for lock in &locks {
             let busy = &busy;
-            scope.spawn(move || {
-                for _ in 0..ROUNDS {
-                    if busy.load(SeqCst) > 0 {
-                        break; // found one: enough
-                    }
-                    match lock.try_acquire() {
-                        Ok(hold) => drop(hold),
-                        Err(PackLockError::Busy { .. }) => {
-                            busy.fetch_add(1, SeqCst);
-                        }
-                        Err(e) => panic!("shared try_acquire: {e}"),
-                    }
-                }
-            });
+            scope.spawn(move || try_until_busy(lock, ROUNDS, busy));
         }
     });
     assert_eq!(busy.load(SeqCst), 0, "a shared try_acquire on a free lock was Busy");
