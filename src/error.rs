@@ -195,6 +195,16 @@ impl PackLockError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io { path: path.into(), source }
     }
+
+    /// Whether the lock's backend is out of reach for now (a lock server
+    /// restarting, a connection cut): a wait may outlast it.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Server { source, .. } => source.is_unavailable(),
+            _ => false,
+        }
+    }
 }
 
 /// Why a cancellable acquire

@@ -1,9 +1,9 @@
 //! Named locks on a lock server through the `PackLock` API
 //! (`LockServer::lock`), against a throwaway PostgreSQL cluster
 //! (tests/common/pg.rs), with real child processes: exclusion, shared
-//! holds, fences, holders that die or lose their session, and cancelled
-//! waits. Skipped with a notice where PostgreSQL is not installed, except
-//! under `CI`.
+//! holds, fences, holders that die, and cancelled waits (lost sessions
+//! are in postgres_outages.rs). Skipped with a notice where PostgreSQL is
+//! not installed, except under `CI`.
 
 #![cfg(all(feature = "postgres", unix))]
 
@@ -19,11 +19,6 @@ use futures_lite::future;
 use packlock::postgres::{LockServer, ServerError};
 use packlock::{CancellationToken, PackLock, PackLockError, PackLockErrorOrCancelled};
 
-/// How soon `lost()` completes after the server ends the holding session:
-/// the client learns it when the session's connection ends, which the
-/// server's closing it makes happen at once.
-const LOST_WITHIN: Duration = Duration::from_secs(1);
-
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args| match args.role.as_str() {
@@ -31,7 +26,6 @@ fn child_process_entry() {
         "hold" => hold(&args.dir, false),
         "hold_shared" => hold(&args.dir, true),
         "try_shared" => try_shared(&args.dir),
-        "wait_and_report" => wait_and_report(&args.dir),
         "cancel_200" => cancel_200(&args.dir),
         other => panic!("unknown role {other}"),
     });
@@ -196,16 +190,6 @@ fn try_shared(dir: &Path) {
         Err(PackLockError::Busy { .. }) => common::tell_parent("busy"),
         Err(e) => panic!("try_acquire: {e}"),
     }
-}
-
-/// Child role: wait for the lock, write its fence to `dir/fence`, keep it
-/// until told.
-fn wait_and_report(dir: &Path) {
-    let lock = lock_of(dir, false);
-    let hold = lock.acquire().expect("acquire");
-    std::fs::write(dir.join("fence"), hold.fence().expect("fence").to_string()).expect("write");
-    common::wait_for_parent();
-    drop(hold);
 }
 
 fn threads() -> usize {
@@ -406,45 +390,6 @@ fn a_killed_holder_frees_the_lock_within_a_second() {
         assert!(after < Duration::from_secs(1), "had the lock {after:?} after the kill");
         assert_eq!(fence, Some(2));
     });
-}
-
-#[test]
-fn a_terminated_session_loses_its_hold_and_a_waiter_gets_a_larger_fence() {
-    let Some(cluster) = PgCluster::start() else { return };
-    let dir = test_dir(&cluster, &cluster.admin());
-    let monitor = Monitor::new(&cluster);
-    let lock = lock_of(dir.path(), false);
-    let hold = lock.acquire().expect("acquire");
-    let fence = hold.fence().expect("fence");
-    let mut waiter = Child::spawn("wait_and_report", dir.path());
-    wait_until("the child waits on the server", || monitor.waiting() == 1);
-
-    let backend_pid = lock.holders()[0].pid;
-    cluster.psql(&format!("SELECT pg_terminate_backend({backend_pid})"));
-    let terminated_at = Instant::now();
-    let lost = future::block_on(future::or(
-        async {
-            hold.lost().await;
-            true
-        },
-        async {
-            async_io::Timer::after(LOST_WITHIN).await;
-            false
-        },
-    ));
-    assert!(lost, "lost() did not complete within {LOST_WITHIN:?} of the termination");
-    eprintln!("lost() completed {:?} after the termination", terminated_at.elapsed());
-    let err = hold.validate().unwrap_err();
-    assert!(matches!(err, PackLockError::Lost { .. }), "{err:?}");
-    assert!(err.to_string().contains("packs/foo"), "{err}");
-
-    let theirs: u64 = read_when_there(dir.path(), "fence").parse().expect("a fence");
-    assert!(theirs > fence, "the next holder's fence {theirs} after ours {fence}");
-    drop(hold); // releasing a lost hold is quiet and harmless
-    waiter.proceed();
-    waiter.join();
-    let again = lock.acquire().expect("our next acquire opens a new session");
-    assert!(again.fence() > Some(theirs));
 }
 
 #[test]

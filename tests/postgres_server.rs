@@ -76,7 +76,7 @@ fn an_unreachable_server_fails_fast_naming_it() {
     let err = LockServer::connect(&conn).unwrap_err();
     assert!(started.elapsed() < common::DEADLINE);
     let message = err.to_string();
-    assert!(matches!(err, ServerError::Connect { .. }), "{err:?}");
+    assert!(matches!(err, ServerError::Unavailable { .. }), "{err:?}");
     assert!(message.contains(&format!("127.0.0.1:{port}/locks as packs")), "{message}");
     assert!(!message.contains("hunter2") && !format!("{err:?}").contains("hunter2"), "{message}");
 }

@@ -152,11 +152,25 @@ async fn take_slot(
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
 /// else by waiting as the waiter may.
 async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    if claim.try_lock()? {
+    if try_lock(&mut claim, waiter)? {
         return Ok(claim);
     }
     let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
     Ok(claim)
+}
+
+/// Step 2: the backend's lock, without blocking. A backend out of reach for
+/// now (a lock server restarting, a connection cut) fails an acquire that
+/// may not wait; one that may goes on to wait, and its wait rides the
+/// outage out until had or until its deadline.
+fn try_lock(claim: &mut Claim, waiter: &Waiter) -> Result<bool, PackLockError> {
+    match claim.try_lock() {
+        Err(e) if waiter.wait != Wait::Never && e.is_transient() => {
+            log::debug!("{e}; waiting for it");
+            Ok(false)
+        }
+        done => done,
+    }
 }
 
 /// Steps 2 and 3 for a shared claim: join the process's shared OS lock if
@@ -189,7 +203,7 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
         }
     };
     // Another reader may have taken it while we waited for `taking`.
-    if claim.try_join(&lease) || claim.try_lock()? {
+    if claim.try_join(&lease) || try_lock(&mut claim, waiter)? {
         return Ok(claim);
     }
     waiter.must_wait(claim.target())?;

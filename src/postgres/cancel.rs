@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio_postgres::CancelToken;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -26,6 +27,8 @@ pub(crate) struct WaitCancel(Arc<State>);
 struct State {
     cancelled: AtomicBool,
     armed: Mutex<Option<Armed>>,
+    /// Wakes a wait that is between attempts ([`WaitCancel::sleep`]).
+    woken: Notify,
 }
 
 struct Armed {
@@ -55,6 +58,7 @@ impl WaitCancel {
     /// Cancels the wait, now or as soon as it starts.
     pub(crate) fn cancel(&self) {
         self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.woken.notify_waiters();
         let armed = self.0.armed.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(armed) = armed.as_ref() {
             let (token, tls, done) = (armed.token.clone(), armed.tls.clone(), armed.done.clone());
@@ -71,6 +75,24 @@ impl WaitCancel {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `pause` on the client thread, or less if cancelled
+    /// meanwhile; returns whether the wait goes on (not cancelled).
+    pub(crate) async fn sleep(&self, pause: Duration) -> bool {
+        let woken = self.0.woken.notified(); // registered before the check
+        if self.is_cancelled() {
+            return false;
+        }
+        let slept = async {
+            tokio::time::sleep(pause).await;
+            true
+        };
+        let cancelled = async {
+            woken.await;
+            false
+        };
+        futures_lite::future::or(slept, cancelled).await && !self.is_cancelled()
     }
 
     /// Points cancel requests at the session about to wait (call on the

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
@@ -29,11 +30,17 @@ pub(crate) enum TlsMode {
     VerifyFull { root: PathBuf },
 }
 
-/// A parsed connection string.
+/// How often a session that is not waiting is pinged, unless the builder
+/// says otherwise.
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A parsed connection string, and the session settings beside it.
 #[derive(Clone, Debug)]
 pub(crate) struct ServerConfig {
     pub(crate) client: tokio_postgres::Config,
     pub(crate) tls: TlsMode,
+    /// How often sessions are pinged (see [`super::session`]).
+    pub(crate) heartbeat: Duration,
 }
 
 impl ServerConfig {
@@ -54,7 +61,7 @@ impl ServerConfig {
         if client.get_user().is_none() {
             return Err(invalid("no user given (add user=NAME)".into()));
         }
-        Ok(ServerConfig { client, tls })
+        Ok(ServerConfig { client, tls, heartbeat: DEFAULT_HEARTBEAT })
     }
 
     /// The server as `host:port/dbname as user`: what every message names.

@@ -29,14 +29,28 @@ pub enum ServerError {
         reason: String,
     },
 
-    /// The server could not be reached, or refused us (wrong password, no
-    /// such database or role, TLS required or refused).
+    /// The server refused us (wrong password, no such database or role,
+    /// TLS required, refused or not trusted).
     #[error("cannot connect to lock server {server}: {reason}")]
     #[non_exhaustive]
     Connect {
         /// The server, as `host:port/dbname as user`.
         server: String,
         /// Why, as the client or the server reported it.
+        reason: String,
+    },
+
+    /// The server could not be reached, or the session an operation ran
+    /// on was lost: the server restarted or is shutting down, the
+    /// connection was cut or went silent, the backend was terminated.
+    /// Waits for a lock ride these out until their deadline; other
+    /// operations report them at once.
+    #[error("lock server {server} is unavailable: {reason}")]
+    #[non_exhaustive]
+    Unavailable {
+        /// The server, as `host:port/dbname as user`.
+        server: String,
+        /// What failed, and why, as the client or the server reported it.
         reason: String,
     },
 
@@ -123,6 +137,66 @@ impl ServerError {
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Self::Cancelled { .. })
     }
+
+    /// Whether the server was out of reach: a later attempt may succeed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let err = packlock::postgres::LockServer::connect("pasword=x").unwrap_err();
+    /// assert!(!err.is_unavailable()); // a typo stays a typo
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// Connecting failed: [`Unavailable`](Self::Unavailable) when the
+    /// server was out of reach, [`Connect`](Self::Connect) when it refused.
+    pub(crate) fn connect(server: &str, error: &tokio_postgres::Error) -> ServerError {
+        let (server, reason) = (server.to_string(), reason(error));
+        if is_unavailable(error) {
+            ServerError::Unavailable { server, reason }
+        } else {
+            ServerError::Connect { server, reason }
+        }
+    }
+}
+
+/// Whether `error` says the server is out of reach rather than that it
+/// refused: the connection closed or failed at the socket, or the server
+/// is starting, stopping, or ended the session (SQLSTATE classes 08 and
+/// 57P). A TLS certificate the client does not trust is a refusal.
+pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
+    use std::io::ErrorKind::*;
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("08") || code.starts_with("57P");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | UnexpectedEof
+                    | TimedOut
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | AddrNotAvailable
+                    | NotFound // a Unix socket, while the server is down
+            );
+        }
+        source = cause.source();
+    }
+    // No cause at all: tokio-postgres's own timeouts and closed streams.
+    matches!(error.to_string().as_str(), "timeout waiting for server" | "connection closed")
 }
 
 /// A client error as one line: the server's own message for a database

@@ -71,7 +71,7 @@
 //! idle (at most one) for the next wait. So a process uses at most
 //! `1 + (locks waited for and still waiting or held) + 1` sessions, plus a
 //! short-lived connection per cancel request. When a session is lost
-//! (server restart, failover, a cut connection noticed by TCP keepalives,
+//! (server restart, failover, a cut or silent connection,
 //! `pg_terminate_backend`), its locks are gone: holds report it, and the
 //! next operation opens a new session.
 //!
@@ -80,12 +80,22 @@
 //! the session's lost signal, which completes
 //! [`PackLockHold::lost`](crate::PackLockHold::lost) for every hold of the
 //! session. That is at once when the server closes the session (restart,
-//! shutdown, failover, `pg_terminate_backend`), and on a silent network
-//! when TCP keepalives give up (probing from 30 s of silence unless the
-//! connection string sets `keepalives_idle`). There is no heartbeat query.
+//! shutdown, failover, `pg_terminate_backend`) or the connection is cut. A
+//! connection gone silent is found by the **heartbeat**: every session not
+//! waiting for a lock is pinged every
+//! [`heartbeat`](LockServerBuilder::heartbeat) (5 s), and one that leaves a
+//! ping unanswered for another interval is given up and closed — lost
+//! within two intervals. The server is asked to probe its side with TCP
+//! keepalives at the same pace, so it frees the locks of a client host that
+//! vanished within about four.
 //! [`PackLockHold::validate`](crate::PackLockHold::validate) asks the
-//! server (one round trip), so it also catches a loss the connection has
-//! not reported yet.
+//! server (one round trip), so it also catches a loss not reported yet.
+//!
+//! **Outages.** A wait that finds the server out of reach (restarting, the
+//! connection cut) starts over on a new session after a pause (0.1 s,
+//! doubling up to 2 s), until it has the lock or its deadline or cancel
+//! comes. Other operations, `try_acquire` among them, fail at once with
+//! [`ServerError::Unavailable`].
 //!
 //! **Cancelled waits.** A wait runs as `pg_advisory_lock` on a session of
 //! its own; an acquire abandoned while it waits (a cancel, a timeout, a

@@ -7,14 +7,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::cancel::WaitCancel;
-use super::config::ServerConfig;
+use super::config::{DEFAULT_HEARTBEAT, ServerConfig};
 use super::driver::{Driver, Task};
-use super::error::{ServerError, reason};
+use super::error::{ServerError, is_unavailable, reason};
 use super::holders::{self, ServerHolder};
 use super::schema::{self, Tables};
 use super::session::Session;
@@ -27,6 +28,15 @@ pub const DEFAULT_SCHEMA: &str = "packlock";
 /// How many sessions that waited for a lock are kept open, idle, for the
 /// next wait once their lock is released.
 const IDLE_WAITERS: usize = 1;
+
+/// The shortest heartbeat: pinging more often than this only loads the
+/// server.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The pause before a wait that lost the server tries again; it doubles
+/// with each failed attempt, up to [`RETRY_AT_MOST`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A PostgreSQL server that holds named locks: session-level advisory
 /// locks with fencing tokens.
@@ -54,7 +64,8 @@ pub struct LockServer {
     inner: Arc<Inner>,
 }
 
-/// Options for [`LockServer`]: for now the schema of the lock tables.
+/// Options for [`LockServer`]: the schema of the lock tables, and how
+/// often sessions are checked.
 ///
 /// # Example
 ///
@@ -72,6 +83,7 @@ pub struct LockServer {
 pub struct LockServerBuilder {
     connection: String,
     schema: String,
+    heartbeat: Duration,
 }
 
 struct Inner {
@@ -162,7 +174,11 @@ impl LockServer {
     /// # Ok::<(), packlock::postgres::ServerError>(())
     /// ```
     pub fn builder(connection: &str) -> LockServerBuilder {
-        LockServerBuilder { connection: connection.to_string(), schema: DEFAULT_SCHEMA.into() }
+        LockServerBuilder {
+            connection: connection.to_string(),
+            schema: DEFAULT_SCHEMA.into(),
+            heartbeat: DEFAULT_HEARTBEAT,
+        }
     }
 
     /// The schema of the lock tables.
@@ -194,6 +210,31 @@ impl LockServerBuilder {
     /// ```
     pub fn schema(mut self, schema: &str) -> LockServerBuilder {
         self.schema = schema.to_string();
+        self
+    }
+
+    /// How often each session that is not waiting for a lock is pinged
+    /// (default 5 s, at least 100 ms). A session whose ping goes
+    /// unanswered for one more interval is given up: its holds'
+    /// [`lost`](crate::PackLockHold::lost) completes, so a silent
+    /// connection — a network partition, a frozen server — is noticed
+    /// within two intervals. The server is asked to send TCP keepalives
+    /// at the same pace (three missed probes end the session there), so
+    /// it frees the locks of a client host that vanished within about
+    /// four intervals.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let server = packlock::postgres::LockServer::builder("host=db.internal user=packs")
+    ///     .heartbeat(Duration::from_secs(2)) // lost() within 4 s of silence
+    ///     .connect()?;
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// ```
+    pub fn heartbeat(mut self, every: Duration) -> LockServerBuilder {
+        self.heartbeat = every.max(MIN_HEARTBEAT);
         self
     }
 
@@ -233,7 +274,8 @@ impl LockServerBuilder {
 
     fn prepare(&self) -> Result<(Driver, ServerConfig, String), ServerError> {
         schema::check_schema(&self.schema)?;
-        let config = ServerConfig::parse(&self.connection)?;
+        let mut config = ServerConfig::parse(&self.connection)?;
+        config.heartbeat = self.heartbeat;
         let server = config.describe();
         let driver = Driver::start().map_err(|e| ServerError::Connect {
             server: server.clone(),
@@ -249,7 +291,7 @@ struct Connected {
     schema: String,
     tls: MakeRustlsConnect,
     tables: Tables,
-    main: Session,
+    main: Arc<Session>,
 }
 
 async fn connect_on_client_thread(
@@ -283,7 +325,7 @@ fn finish(
             schema: connected.schema,
             tls: connected.tls,
             tables: connected.tables,
-            main: tokio::sync::Mutex::new(Arc::new(connected.main)),
+            main: tokio::sync::Mutex::new(connected.main),
             idle: Mutex::default(),
             ids: Mutex::default(),
             holds: Mutex::default(),
@@ -314,6 +356,7 @@ impl fmt::Debug for LockServerBuilder {
         f.debug_struct("LockServerBuilder")
             .field("server", &server)
             .field("schema", &self.schema)
+            .field("heartbeat", &self.heartbeat)
             .finish()
     }
 }
@@ -506,12 +549,18 @@ impl Inner {
         ServerError::Operation { server: self.server.clone(), what, name: name.to_string(), reason }
     }
 
+    /// A failed query: [`ServerError::Unavailable`] when the session or
+    /// the server went away under it.
     fn query_error(
         &self,
         what: &'static str,
         name: &str,
         e: &tokio_postgres::Error,
     ) -> ServerError {
+        if is_unavailable(e) {
+            let reason = format!("{what} of lock {name:?} failed: {}", reason(e));
+            return ServerError::Unavailable { server: self.server.clone(), reason };
+        }
         self.error(what, name, reason(e))
     }
 
@@ -546,7 +595,7 @@ impl Inner {
         let mut main = self.main.lock().await;
         if main.is_lost() {
             log::info!("lock server {}: session lost; reconnecting", self.server);
-            *main = Arc::new(Session::open(&self.config, &self.tls, &self.server).await?);
+            *main = Session::open(&self.config, &self.tls, &self.server).await?;
         }
         Ok(main.clone())
     }
@@ -558,7 +607,7 @@ impl Inner {
                 return Ok(session);
             }
         }
-        Ok(Arc::new(Session::open(&self.config, &self.tls, &self.server).await?))
+        Session::open(&self.config, &self.tls, &self.server).await
     }
 
     fn return_waiting_session(&self, session: Arc<Session>) {
@@ -612,7 +661,33 @@ impl Inner {
         Ok(Some(fence))
     }
 
+    /// Waits for `name` until had or cancelled. The server going out of
+    /// reach — restarted, the connection cut — does not end the wait: it
+    /// starts over on a new session, after a pause that grows to
+    /// [`RETRY_AT_MOST`], until had or cancelled (a timeout cancels).
     async fn lock(
+        self: Arc<Self>,
+        name: String,
+        shared: bool,
+        cancel: WaitCancel,
+    ) -> Result<u64, ServerError> {
+        let mut pause = RETRY_FIRST;
+        loop {
+            match self.clone().lock_once(name.clone(), shared, cancel.clone()).await {
+                Err(e) if e.is_unavailable() && !cancel.is_cancelled() => {
+                    log::warn!("{e}; waiting for lock {name:?} again in {pause:?}");
+                    if !cancel.sleep(pause).await {
+                        return Err(self.cancelled(&name));
+                    }
+                    pause = (pause * 2).min(RETRY_AT_MOST);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One attempt of [`lock`](Self::lock), on the sessions as they are.
+    async fn lock_once(
         self: Arc<Self>,
         name: String,
         shared: bool,
@@ -639,6 +714,7 @@ impl Inner {
             if cancel.is_cancelled() {
                 return Err(self.cancelled(&name));
             }
+            let _waiting = session.waiting();
             session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await
         };
         match waited {

@@ -1,11 +1,14 @@
 //! One session (connection) to the server. Session-level advisory locks
 //! belong to it: they end when it ends, so it watches its connection and
-//! records the moment it is lost (closed, server restarted, backend
-//! terminated, or keepalives failing on a dead network).
+//! records the moment it is lost — closed by the server (restart,
+//! shutdown, `pg_terminate_backend`), failed at the socket, or silent past
+//! the heartbeat's patience.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio::task::AbortHandle;
 use tokio_postgres::{CancelToken, Client};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -17,49 +20,62 @@ use crate::backend::LostSignal;
 /// start probing, unless the connection string sets `keepalives_idle`.
 const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
 
+/// How long connecting may take, unless the connection string sets
+/// `connect_timeout`: a server behind a network that drops packets would
+/// otherwise keep a reconnect waiting for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many unanswered keepalive probes the server waits for before it
+/// ends the session of a client that vanished, freeing its locks.
+const SERVER_KEEPALIVE_PROBES: &str = "3";
+
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) client: Client,
     /// The server's backend pid for this session.
-    #[cfg_attr(not(all(test, unix)), allow(dead_code))]
     pub(crate) pid: i32,
-    /// Set when the connection ends: by the task driving it, at once when
-    /// the server closes it or the socket fails.
+    /// Set when the connection ends (by the task driving it) or stops
+    /// answering (by the heartbeat).
     lost: Arc<LostSignal>,
+    /// Whether a query that may block for long (a lock wait) is running:
+    /// the heartbeat leaves the session alone meanwhile, as a ping would
+    /// queue behind it.
+    waiting: AtomicBool,
+    /// The task driving the connection: aborting it closes the socket.
+    connection: AbortHandle,
 }
 
 impl Session {
-    /// Connects; the connection is driven by a task on the client thread
-    /// (call from there) until the session is dropped or lost.
+    /// Connects, and starts the tasks that drive the connection and ping
+    /// it every `config.heartbeat` on the client thread (call from there).
+    /// Both stop when the session is dropped or lost.
     pub(crate) async fn open(
         config: &ServerConfig,
         tls: &MakeRustlsConnect,
         server: &str,
-    ) -> Result<Session, ServerError> {
-        let mut client_config = config.client.clone();
-        if client_config.get_application_name().is_none() {
-            client_config.application_name("packlock");
-        }
-        if client_config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-            client_config.keepalives_idle(KEEPALIVES_IDLE); // the client's default: too slow
-        }
-        let connect_error = |e: tokio_postgres::Error| ServerError::Connect {
-            server: server.to_string(),
-            reason: reason(&e),
-        };
-        let (client, connection) =
-            client_config.connect(tls.clone()).await.map_err(connect_error)?;
+    ) -> Result<Arc<Session>, ServerError> {
+        let client_config = client_config(config);
+        let failed = |e: tokio_postgres::Error| ServerError::connect(server, &e);
+        let (client, connection) = client_config.connect(tls.clone()).await.map_err(failed)?;
         let lost = Arc::new(LostSignal::default());
         let watch = lost.clone();
         let name = server.to_string();
-        tokio::spawn(async move {
+        let connection = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 log::debug!("lock server {name}: session ended: {}", reason(&e));
             }
             watch.set();
         });
-        let pid = client.query_one("SELECT pg_backend_pid()", &[]).await.map_err(connect_error)?;
-        Ok(Session { client, pid: pid.get(0), lost })
+        let pid = start(&client, config.heartbeat).await.map_err(failed)?;
+        let session = Arc::new(Session {
+            client,
+            pid,
+            lost,
+            waiting: AtomicBool::new(false),
+            connection: connection.abort_handle(),
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&session), config.heartbeat, server.to_string()));
+        Ok(session)
     }
 
     /// Whether the connection has ended: every lock it held is gone.
@@ -74,5 +90,94 @@ impl Session {
 
     pub(crate) fn cancel_token(&self) -> CancelToken {
         self.client.cancel_token()
+    }
+
+    /// Marks a lock wait under way until the guard is dropped.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.store(true, Ordering::SeqCst);
+        Waiting(self)
+    }
+
+    /// Gives the session up: its locks are gone for us, so they must be
+    /// gone on the server too — closing the socket ends the session there
+    /// as soon as the server hears of it.
+    fn abandon(&self) {
+        self.lost.set();
+        self.connection.abort();
+    }
+}
+
+/// While alive, the heartbeat skips its session ([`Session::waiting`]).
+pub(crate) struct Waiting<'a>(&'a Session);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The client settings of every session: the connection string's, with
+/// packlock's defaults where it says nothing.
+fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
+    let mut client = config.client.clone();
+    if client.get_application_name().is_none() {
+        client.application_name("packlock");
+    }
+    if client.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        client.keepalives_idle(KEEPALIVES_IDLE); // the client's default: too slow
+    }
+    if client.get_connect_timeout().is_none() {
+        client.connect_timeout(CONNECT_TIMEOUT);
+    }
+    client
+}
+
+/// The session's first query: its backend pid, and server-side TCP
+/// keepalives paced by the heartbeat, so that the server frees the locks
+/// of a client host that vanished (powered off, cut off) after a few
+/// missed probes rather than the system's default of hours. (Sessions on
+/// a Unix socket ignore them.)
+async fn start(client: &Client, heartbeat: Duration) -> Result<i32, tokio_postgres::Error> {
+    let seconds = heartbeat.as_secs().max(1).to_string();
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), \
+                    set_config('tcp_keepalives_idle', $1, false), \
+                    set_config('tcp_keepalives_interval', $1, false), \
+                    set_config('tcp_keepalives_count', $2, false)",
+            &[&seconds, &SERVER_KEEPALIVE_PROBES],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Pings the session every `every`; one ping unanswered for `every` (or
+/// failed) gives the session up. So a silent connection — a network
+/// partition, a frozen server — is found lost at most two intervals after
+/// it went silent, where TCP alone could take minutes. Stops once the
+/// session is dropped or lost.
+async fn heartbeat(session: Weak<Session>, every: Duration, server: String) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(session) = session.upgrade() else { return };
+        if session.is_lost() {
+            return;
+        }
+        if session.waiting.load(Ordering::SeqCst) {
+            continue;
+        }
+        match tokio::time::timeout(every, session.client.simple_query("")).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                log::warn!("lock server {server}: session lost: {}", reason(&e));
+                session.abandon();
+                return;
+            }
+            Err(_) => {
+                log::warn!("lock server {server}: session lost: no answer within {every:?}");
+                session.abandon();
+                return;
+            }
+        }
     }
 }

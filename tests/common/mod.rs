@@ -23,6 +23,7 @@ pub mod flock;
 pub mod pg;
 #[cfg(target_os = "linux")]
 pub mod proc_locks;
+pub mod proxy;
 pub mod section;
 #[cfg(target_os = "linux")]
 pub mod tmpfs;

@@ -126,6 +126,11 @@ impl PgCluster {
     /// same port.
     pub fn restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn start_again(&self) {
         let port = self.port;
         let options =
             format!("-p {port} -k {} -c listen_addresses=127.0.0.1", self.dir.path().display());
