@@ -122,11 +122,43 @@ fn a_labelled_holders_record_keeps_the_fence() {
     assert_eq!(hold.fence(), None);
     let content = read(&path);
     assert!(content.starts_with("packlock-fence 1\npacklock-holder 1\n"), "{content:?}");
-    assert!(content.ends_with("label reader\nend\n"), "{content:?}");
+    assert!(content.contains("label reader\nend\n"), "{content:?}");
     drop(hold);
 
     assert_eq!(fence_of(&fenced(&path).open().expect("open")), 2);
     assert_eq!(fence_of(&labelled), 3);
+}
+
+/// A holder with a shorter label than the last one pads its record to the
+/// old length rather than truncating the file: one write, so a process
+/// killed at any point leaves either the old content or the new, never the
+/// tail of the old record after the new one — bytes that would make every
+/// later fencing acquire fail.
+#[test]
+fn a_shorter_record_is_padded_in_place_and_the_file_never_shrinks() {
+    let dir = common::temp_dir();
+    let path = dir.path().join("lock");
+    let long_label = "nightly sync of every pack in the store".repeat(3);
+    let fenced_long = fenced(&path).label(&long_label).open().expect("open");
+    assert_eq!(fence_of(&fenced_long), 1);
+    let long_len = fs::metadata(&path).expect("stat").len();
+
+    let short = fenced(&path).label("gc").open().expect("open");
+    let hold = short.acquire().expect("acquire");
+    assert_eq!(hold.fence(), Some(2));
+    let content = read(&path);
+    assert_eq!(content.len() as u64, long_len, "{content:?}");
+    assert!(content.starts_with("packlock-fence 2\npacklock-holder 1\n"), "{content:?}");
+    assert!(content.contains("label gc\nend\n"), "{content:?}");
+    assert!(!content.contains("nightly"), "{content:?}");
+    #[cfg(target_os = "linux")]
+    assert_eq!(short.holders()[0].label.as_deref(), Some("gc"));
+    drop(hold);
+
+    // The padded file is packlock's own: fences and records go on.
+    assert_eq!(fence_of(&fenced(&path).open().expect("open")), 3);
+    assert_eq!(fence_of(&fenced_long), 4);
+    assert!(read(&path).contains(&long_label));
 }
 
 #[test]

@@ -37,19 +37,40 @@ const RECORD_END: &str = "end";
 const FENCE_START: &str = "packlock-fence ";
 
 /// Everything packlock writes into a lock file: an optional fence line,
-/// then an optional holder record, and nothing else. An empty file is
-/// packlock's too (both absent).
+/// then an optional holder record, then an optional padding line, and
+/// nothing else. An empty file is packlock's too (all absent).
+///
+/// The padding keeps the file from ever shrinking: new content shorter
+/// than the old (a shorter label, a pid with fewer digits) is padded to
+/// the old length, so that it is written with one write at offset 0 and
+/// no truncation. A process killed between a write and a truncation would
+/// otherwise leave the tail of the longer record behind — bytes that are
+/// no longer packlock's content, which would make every later fencing
+/// acquire fail until someone emptied the file.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Content {
     fence: Option<u64>,
     record: Option<Record>,
+    /// Length of the padding line: spaces, then a newline (0: none).
+    padding: usize,
 }
 
 impl Content {
     fn to_text(&self) -> String {
         let fence = self.fence.map(|n| format!("{FENCE_START}{n}\n")).unwrap_or_default();
         let record = self.record.as_ref().map(Record::to_text).unwrap_or_default();
-        fence + &record
+        let padding = match self.padding {
+            0 => String::new(),
+            len => " ".repeat(len - 1) + "\n",
+        };
+        fence + &record + &padding
+    }
+
+    /// This content, padded to at least `len` bytes of text.
+    fn padded_to(mut self, len: usize) -> Self {
+        self.padding = 0;
+        self.padding = len.saturating_sub(self.to_text().len());
+        self
     }
 
     /// The content that `bytes` are, if packlock wrote them: exactly what
@@ -63,12 +84,25 @@ impl Content {
             }
             None => (None, text),
         };
+        let (rest, padding) = split_padding(rest);
         let record = match rest {
             "" => None,
             rest => Some(Record::parse(rest.as_bytes())?),
         };
-        let content = Self { fence, record };
+        let content = Self { fence, record, padding };
         (content.to_text() == text).then_some(content)
+    }
+}
+
+/// `text` without its last line if that line is padding (spaces only),
+/// and the padding's length.
+fn split_padding(text: &str) -> (&str, usize) {
+    let Some(body) = text.strip_suffix('\n') else { return (text, 0) };
+    let start = body.rfind('\n').map_or(0, |i| i + 1);
+    if body[start..].bytes().all(|b| b == b' ') {
+        (&text[..start], text.len() - start)
+    } else {
+        (text, 0)
     }
 }
 
@@ -88,13 +122,12 @@ pub(crate) enum FenceError {
 /// more than the counter there (0 when there is none yet), written back
 /// before it is returned and flushed to the disk with `sync_data`, so
 /// that it survives a crash of the machine. The holder record after the
-/// fence line is kept. The content only ever grows here (a larger number
-/// and the same record), so it is written in place without truncating.
+/// fence line is kept.
 pub(crate) fn next_fence(file: &File) -> Result<u64, FenceError> {
-    let mut content = read_content(file)?;
+    let (mut content, len) = read_stored(file)?;
     let fence = content.fence.unwrap_or(0).checked_add(1).ok_or(FenceError::Exhausted)?;
     content.fence = Some(fence);
-    write_start(file, content.to_text().as_bytes()).map_err(FenceError::Io)?;
+    write_over(file, len, content).map_err(FenceError::Io)?;
     file.sync_data().map_err(FenceError::Io)?;
     Ok(fence)
 }
@@ -108,8 +141,14 @@ pub(crate) fn current_fence(file: &File) -> Result<u64, FenceError> {
 /// What packlock keeps in `file`; [`FenceError::Foreign`] when it holds
 /// anything else.
 fn read_content(file: &File) -> Result<Content, FenceError> {
+    Ok(read_stored(file)?.0)
+}
+
+/// [`read_content`], and the length of the file.
+fn read_stored(file: &File) -> Result<(Content, usize), FenceError> {
     let bytes = read_start(file, MAX_CONTENT_LEN + 1).map_err(FenceError::Io)?;
-    Content::parse(&bytes).ok_or(FenceError::Foreign)
+    let content = Content::parse(&bytes).ok_or(FenceError::Foreign)?;
+    Ok((content, bytes.len()))
 }
 
 impl Record {
@@ -149,8 +188,8 @@ impl Record {
 /// and append to them while holding the lock), so it is left byte for
 /// byte as it is. A read-only lock file, too, just stays without a record.
 pub(crate) fn write_record(file: &File, label: &str) {
-    let mut content = match read_content(file) {
-        Ok(content) => content,
+    let (mut content, len) = match read_stored(file) {
+        Ok(stored) => stored,
         Err(FenceError::Io(e)) => {
             log::debug!("not recording the lock holder: cannot read the lock file: {e}");
             return;
@@ -161,11 +200,16 @@ pub(crate) fn write_record(file: &File, label: &str) {
         }
     };
     content.record = Some(Record::now(label));
-    let text = content.to_text();
-    let written = write_start(file, text.as_bytes()).and_then(|()| file.set_len(text.len() as u64));
-    if let Err(e) = written {
+    if let Err(e) = write_over(file, len, content) {
         log::debug!("cannot record the lock holder: {e}");
     }
+}
+
+/// Writes `content` over the `len` bytes of packlock content now in
+/// `file` (read just before, under the lock), padded to that length: one
+/// write, never a truncation (see [`Content`]).
+fn write_over(file: &File, len: usize, content: Content) -> io::Result<()> {
+    write_start(file, content.padded_to(len).to_text().as_bytes())
 }
 
 /// Reads the record in the lock file, if it holds packlock's content with
@@ -289,14 +333,41 @@ mod tests {
     fn a_fence_line_and_a_record_round_trip_alone_and_together() {
         for content in [
             Content::default(),
-            Content { fence: Some(42), record: None },
-            Content { fence: None, record: Some(record()) },
-            Content { fence: Some(u64::MAX), record: Some(record()) },
+            Content { fence: Some(42), record: None, padding: 0 },
+            Content { fence: None, record: Some(record()), padding: 0 },
+            Content { fence: Some(u64::MAX), record: Some(record()), padding: 0 },
+            Content { fence: Some(42), record: Some(record()), padding: 1 },
+            Content { fence: Some(42), record: Some(record()), padding: 300 },
+            Content { fence: Some(42), record: None, padding: 5 },
         ] {
             assert_eq!(Content::parse(content.to_text().as_bytes()), Some(content));
         }
         let both = format!("packlock-fence 42\n{TEXT}");
-        assert_eq!(Content { fence: Some(42), record: Some(record()) }.to_text(), both);
+        let content = Content { fence: Some(42), record: Some(record()), padding: 0 };
+        assert_eq!(content.to_text(), both);
+    }
+
+    #[test]
+    fn shorter_content_is_padded_to_the_old_length_and_longer_is_not() {
+        let long = Content {
+            fence: Some(9),
+            record: Some(Record { label: "x".repeat(50), ..record() }),
+            padding: 0,
+        };
+        let old_len = long.to_text().len();
+        let short =
+            Content { fence: Some(9), record: Some(record()), padding: 0 }.padded_to(old_len);
+        let text = short.to_text();
+        assert_eq!(text.len(), old_len);
+        assert!(text.starts_with(&format!("packlock-fence 9\n{TEXT}")), "{text:?}");
+        assert_eq!(Content::parse(text.as_bytes()), Some(short));
+
+        // A longer one drops the padding; so does one of the same length.
+        let longer = long.padded_to(TEXT.len());
+        assert_eq!(longer.padding, 0);
+        assert_eq!(longer.to_text().len(), old_len);
+        let one_more = Content { fence: Some(10), ..longer }.padded_to(old_len);
+        assert_eq!((one_more.padding, one_more.to_text().len()), (0, old_len + 1));
     }
 
     #[test]
@@ -321,6 +392,9 @@ mod tests {
             "packlock-fence 1\r\n".into(),
             format!("{TEXT}packlock-fence 1\n"),
             format!("packlock-fence 1\n{TEXT}data\n"),
+            format!("packlock-fence 1\n{TEXT}  \n  \n"),
+            format!("packlock-fence 1\n{TEXT}  "),
+            format!("packlock-fence 1\n  \n{TEXT}"),
             "data\npacklock-fence 1\n".into(),
             "someone's data".into(),
         ] {
