@@ -401,6 +401,38 @@ fn a_label_never_overwrites_a_lock_file_holding_other_data() {
     assert!(record.contains("label packlock true"), "{record:?}");
 }
 
+/// `--fencing` hands the command a fence that grows with every exclusive
+/// holder (a shared one gets the last); without it there is none; and a
+/// lock file holding other data is never written (exit 1, naming it).
+#[test]
+fn fencing_gives_the_command_a_growing_fence_and_never_writes_foreign_data() {
+    let dir = temp_dir();
+    let fence_of = |options: &[&str]| {
+        let mut args = options.to_vec();
+        args.extend([text(dir.path()), "--", "sh", "-c", "echo \"${PACKLOCK_FENCE-none}\""]);
+        let run = packlock(&args);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout.trim().to_string()
+    };
+    assert_eq!(fence_of(&["--fencing"]), "1");
+    assert_eq!(fence_of(&["--fencing", "--label", "a much longer label than before"]), "2");
+    assert_eq!(fence_of(&["--fencing", "--shared"]), "2");
+    assert_eq!(fence_of(&["--fencing"]), "3");
+    assert_eq!(fence_of(&[]), "none");
+
+    let data = dir.path().join("data.txt");
+    fs::write(&data, "precious\n").expect("write data");
+    let marker = dir.path().join("ran");
+    let run =
+        packlock(&["--fencing", "--file", "data.txt", text(dir.path()), "touch", text(&marker)]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(text(&data)), "{run:?}");
+    assert!(!marker.exists(), "the command ran without a fence");
+    assert_eq!(fs::read_to_string(&data).expect("read data"), "precious\n");
+    let lock = PackLock::open_file(&data).expect("open");
+    assert_free(&lock, "the failed packlock holds nothing");
+}
+
 /// The lock file is the log the command appends to: the default label's
 /// record goes into the empty file once, and nothing the command wrote is
 /// ever overwritten after that.

@@ -14,6 +14,7 @@ Examples:
   packlock -n /srv/pack make || echo busy     give up at once if it is held
   packlock -w 0.5 -E 75 /srv/pack -- make     wait half a second, then exit 75
   packlock --status /srv/pack                 free (exit 0) or held, and by whom (exit 1)
+  packlock --fencing /srv/pack -- ./upload    ./upload reads its fence from $PACKLOCK_FENCE
 
 Exit codes: the command's own (128+N if killed by signal N); the conflict code \
 (default 1) when the lock is held; 1 when packlock fails; 2 for usage errors; \
@@ -64,6 +65,12 @@ pub struct Args {
     #[arg(long, value_name = "CONN", conflicts_with = "file")]
     pub postgres: Option<String>,
 
+    /// Keep a fence counter in the lock file and give the command its hold's
+    /// fence as PACKLOCK_FENCE: one more for every exclusive hold, the last
+    /// one for a shared hold (server locks always have fences)
+    #[arg(long)]
+    pub fencing: bool,
+
     /// Label shown to others asking who holds the lock, up to 1,024 bytes [default: "packlock COMMAND"]
     #[arg(long, value_name = "TEXT")]
     pub label: Option<String>,
@@ -75,7 +82,7 @@ pub struct Args {
     /// Print whether the lock of DIR is free (exit 0) or held and by whom (exit 1)
     #[arg(
         long,
-        conflicts_with_all = ["shared", "nonblock", "timeout", "conflict_exit_code", "label", "command"]
+        conflicts_with_all = ["shared", "nonblock", "timeout", "conflict_exit_code", "label", "fencing", "command"]
     )]
     pub status: bool,
 
@@ -127,7 +134,10 @@ impl Args {
         if let Some(server) = &self.postgres {
             return self.open_on_server(server, label);
         }
-        let builder = PackLock::builder(&self.dir).file_name(self.file_name()).shared(self.shared);
+        let builder = PackLock::builder(&self.dir)
+            .file_name(self.file_name())
+            .shared(self.shared)
+            .fencing(self.fencing);
         match label {
             Some(label) => builder.label(label).open(),
             None => builder.open(),

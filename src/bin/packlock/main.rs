@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! packlock [--shared] [--nonblock | --timeout SECS] [--conflict-exit-code N]
-//!          [--file NAME] [--label TEXT] [--verbose] DIR -- COMMAND [ARGS...]
+//!          [--file NAME] [--fencing] [--label TEXT] [--verbose] DIR -- COMMAND [ARGS...]
 //! packlock --status [--file NAME] DIR
+//! packlock [options] --postgres CONN NAME [--] COMMAND [ARGS...]   (feature postgres)
+//! packlock --status --postgres CONN NAME
 //! ```
 //!
 //! Install it with `cargo install packlock --features cli`, or run it from
@@ -28,6 +30,19 @@
 //! * `-E`, `--conflict-exit-code N`: the exit code when packlock gives up
 //!   (0 to 255, default 1). It then prints who holds the lock to stderr.
 //! * `--file NAME`: the lock file's name inside `DIR` (a bare file name).
+//! * `--fencing`: keep a fence counter in the lock file (a first line
+//!   `packlock-fence N`) and run the command with its hold's fence in the
+//!   environment as `PACKLOCK_FENCE`: an exclusive hold adds one to it, so
+//!   every exclusive holder gets a larger number than any before it (hand
+//!   it to storage that refuses writes with a smaller one); a shared hold
+//!   gets the last exclusive one. A lock file holding anything but
+//!   packlock's own lines is never written: packlock then exits 1, naming
+//!   it.
+//! * `--postgres CONN` (with the `postgres` feature): hold the lock named
+//!   by the positional argument (`NAME` instead of `DIR`) on the
+//!   PostgreSQL server `CONN` — a libpq-style string or a `postgresql://`
+//!   URL — instead of a lock file. The command always gets the hold's fence
+//!   as `PACKLOCK_FENCE`.
 //! * `--label TEXT`: what `--status` and waiting processes see as the
 //!   holder's label. Default: `packlock COMMAND` (the command's name as
 //!   given, without its arguments, since the lock file is usually readable
