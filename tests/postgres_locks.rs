@@ -113,17 +113,18 @@ impl Monitor {
 
 /// Child role: `workers` threads, each taking the lock `rounds` times
 /// through one acquire flavour (sync, timed, try in a loop, async,
-/// cancellable, until a signal), entering the file-based critical section
-/// each time and checking that its fence is larger than every fence
-/// before it.
+/// cancellable, until a signal), and `tasks` async tasks on one smol
+/// executor thread, each taking it `rounds` times through an async
+/// flavour; every hold enters the file-based critical section and checks
+/// that its fence is larger than every fence before it.
 fn hammer(dir: &Path) {
     let plan = std::fs::read_to_string(dir.join("plan")).expect("plan");
-    let [workers, rounds]: [usize; 2] = plan
+    let [workers, tasks, rounds]: [usize; 3] = plan
         .split_whitespace()
         .map(|n| n.parse().expect("a number"))
         .collect::<Vec<_>>()
         .try_into()
-        .expect("workers and rounds");
+        .expect("workers, tasks and rounds");
     let lock = lock_of(dir, false);
     std::thread::scope(|scope| {
         for worker in 0..workers {
@@ -153,12 +154,49 @@ fn hammer(dir: &Path) {
                 }
             });
         }
+        scope.spawn(|| hammer_tasks(dir, &lock, tasks, rounds));
     });
 }
 
-/// The section, widened by a yield, with the fence check: `dir/fence`
-/// holds the largest fence seen so far.
+/// The async side of [`hammer`]: `tasks` tasks sharing one thread, so
+/// that they queue for the lock in the process's in-process queue.
+fn hammer_tasks(dir: &Path, lock: &PackLock, tasks: usize, rounds: usize) {
+    let executor = smol::LocalExecutor::new();
+    let all = (0..tasks).map(|task| {
+        executor.spawn(async move {
+            for _ in 0..rounds {
+                let hold = match task % 3 {
+                    0 => lock.acquire_async().await.expect("acquire_async"),
+                    1 => {
+                        let token = CancellationToken::new();
+                        lock.acquire_cancellable(&token).await.expect("acquire_cancellable")
+                    }
+                    _ => lock.acquire_until(future::pending()).await.expect("acquire_until"),
+                };
+                let seen = enter_fenced(dir, &hold);
+                future::yield_now().await;
+                section::leave(dir, seen);
+            }
+        })
+    });
+    let all: Vec<_> = all.collect();
+    future::block_on(executor.run(async {
+        for task in all {
+            task.await;
+        }
+    }));
+}
+
+/// The section, widened by a yield.
 fn critical_section(dir: &Path, hold: &packlock::PackLockHold) {
+    let seen = enter_fenced(dir, hold);
+    std::thread::yield_now();
+    section::leave(dir, seen);
+}
+
+/// Enters the section and checks the fence: `dir/fence` holds the
+/// largest fence seen so far.
+fn enter_fenced(dir: &Path, hold: &packlock::PackLockHold) -> u64 {
     let seen = section::enter(dir);
     let fence = hold.fence().expect("server locks have fences");
     let last: u64 = std::fs::read_to_string(dir.join("fence"))
@@ -166,8 +204,7 @@ fn critical_section(dir: &Path, hold: &packlock::PackLockHold) {
         .unwrap_or(0);
     assert!(fence > last, "fence {fence} after {last}");
     std::fs::write(dir.join("fence"), fence.to_string()).expect("write fence");
-    std::thread::yield_now();
-    section::leave(dir, seen);
+    seen
 }
 
 /// Child role: hold the lock (shared or not), say "locked", keep it until
@@ -314,21 +351,23 @@ fn a_server_lock_opens_with_a_display_name_and_refuses_bad_names() {
 fn processes_threads_and_tasks_exclude_each_other_through_every_acquire() {
     let Some(cluster) = PgCluster::start() else { return };
     let dir = test_dir(&cluster, &cluster.admin());
-    let (processes, workers, rounds) = (3, 6, 20);
-    std::fs::write(dir.path().join("plan"), format!("{workers} {rounds}")).expect("plan");
+    let (processes, workers, tasks, rounds) = (4, 6, 6, 15);
+    let plan = format!("{workers} {tasks} {rounds}");
+    std::fs::write(dir.path().join("plan"), plan).expect("plan");
     let children: Vec<Child> = (0..processes).map(|_| Child::spawn("hammer", dir.path())).collect();
     for child in children {
         child.join();
     }
-    assert_eq!(section::count(dir.path()), (processes * workers * rounds) as u64, "lost updates");
+    let holds = processes * (workers + tasks) * rounds;
+    assert_eq!(section::count(dir.path()), holds as u64, "lost updates");
 }
 
 #[test]
 fn fences_of_a_thousand_exclusive_holds_across_processes_strictly_increase() {
     let Some(cluster) = PgCluster::start() else { return };
     let dir = test_dir(&cluster, &cluster.admin());
-    // Two processes, two sync workers each (flavours 0 and 1), 250 rounds.
-    std::fs::write(dir.path().join("plan"), "2 250").expect("plan");
+    // Two processes, two sync workers each (flavours 0 and 1), no tasks, 250 rounds.
+    std::fs::write(dir.path().join("plan"), "2 0 250").expect("plan");
     let children: Vec<Child> = (0..2).map(|_| Child::spawn("hammer", dir.path())).collect();
     for child in children {
         child.join();
