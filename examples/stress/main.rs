@@ -70,6 +70,8 @@ mod mode;
 mod procfs;
 mod rng;
 mod stats;
+#[cfg(all(unix, feature = "postgres"))]
+mod storage;
 #[cfg(unix)]
 mod worker;
 
@@ -98,9 +100,16 @@ struct Args {
     #[arg(long, default_value_t = 6)]
     tasks: usize,
 
-    /// Lock files
+    /// Lock files (lock names in server mode)
     #[arg(long, default_value_t = 4)]
     files: usize,
+
+    /// Server mode (feature `postgres`): lock names on a PostgreSQL server
+    /// instead of lock files. Alone, a throwaway cluster is started (initdb,
+    /// pg_ctl); with a keyword connection string, that server is used. The
+    /// workers connect through a proxy that cuts connections.
+    #[arg(long, value_name = "CONN")]
+    postgres: Option<Option<String>>,
 
     /// Keep the working directory (logs, counters) even when the run passes
     #[arg(long)]
@@ -143,6 +152,11 @@ impl Args {
         }
         if self.threads + self.tasks == 0 {
             return Err("a worker needs at least one thread or task".to_string());
+        }
+        if cfg!(not(feature = "postgres")) && self.postgres.is_some() {
+            return Err("--postgres needs the postgres feature: \
+                 cargo run --release --example stress --features postgres -- --postgres"
+                .to_string());
         }
         Ok(())
     }
