@@ -293,15 +293,14 @@ impl Ctx {
         self.sabotage
     }
 
-    /// Counts a failed packlock call: a server error or a lost session
-    /// (connection cuts are part of the run) as expected, anything else
-    /// as unexpected.
+    /// Counts a failed packlock call: a failed connection or query, or a
+    /// lost session (connection cuts are part of the run) as expected,
+    /// anything else as unexpected.
     pub fn failed(&self, what: &str, error: &PackLockError) {
-        match error {
-            PackLockError::Server { .. } | PackLockError::Lost { .. } if self.server_mode() => {
-                self.stats.event(Event::ServerError);
-            }
-            _ => self.error(what, error),
+        if self.server_mode() && is_cut(error) {
+            self.stats.event(Event::ServerError);
+        } else {
+            self.error(what, error);
         }
     }
 
@@ -354,6 +353,27 @@ impl Ctx {
             self.stats.peak(Peak::Waiters, waiters);
             self.stats.peak(Peak::WaitersPerFile, per_file);
         }
+    }
+}
+
+/// Whether `error` is what a cut connection or terminated backend makes.
+fn is_cut(error: &PackLockError) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        use packlock::postgres::ServerError;
+        matches!(
+            error,
+            PackLockError::Lost { .. }
+                | PackLockError::Server {
+                    source: ServerError::Connect { .. } | ServerError::Operation { .. },
+                    ..
+                }
+        )
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = error;
+        false
     }
 }
 
