@@ -15,6 +15,11 @@
 //! pool job left parked by a cancelled acquire must let go once it gets the
 //! lock), and no worker may hold or wait for any other file (a lock on a
 //! deleted or replaced file). Then it closes their stdin and reaps them.
+//!
+//! In server mode (`--postgres`) it first starts or reaches the server and
+//! the proxy (`coordinator/server.rs`), and instead of disturbing lock
+//! files it cuts the workers' connections or terminates their backends;
+//! the leak check asks the server.
 
 mod chaos;
 mod fences;

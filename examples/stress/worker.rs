@@ -289,6 +289,7 @@ impl Ctx {
         false
     }
 
+    #[cfg(feature = "postgres")]
     pub fn sabotage(&self) -> bool {
         self.sabotage
     }
