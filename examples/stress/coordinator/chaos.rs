@@ -37,12 +37,7 @@ enum Disturbance {
 
 /// Kills workers; disturbs the lock files, or in server mode (`server`)
 /// the workers' connections.
-pub fn run(
-    fleet: &mut Fleet<'_>,
-    layout: &Layout,
-    args: &Args,
-    server: Option<&Server>,
-) -> Chaos {
+pub fn run(fleet: &mut Fleet<'_>, layout: &Layout, args: &Args, server: Option<&Server>) -> Chaos {
     let mut rng = Rng::new(args.seed, &[STREAM]);
     let mut chaos = Chaos::default();
     let end = Instant::now() + args.duration();

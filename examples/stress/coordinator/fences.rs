@@ -100,7 +100,10 @@ fn check_fences(group: &[Fenced], v: &mut Verification) {
     for section in group.iter().filter(|s| s.exclusive) {
         if highest_kept.is_some_and(|highest| section.fence <= highest) {
             v.fence_disorder += 1;
-            v.note(format!("fence {} began after a kept hold with fence {highest_kept:?}", section.fence));
+            v.note(format!(
+                "fence {} began after a kept hold with fence {highest_kept:?}",
+                section.fence
+            ));
         }
         if section.kept {
             highest_kept = highest_kept.max(Some(section.fence));
