@@ -13,13 +13,15 @@
 //!   final counter must be past the highest. Reads and writes both pass
 //!   the fence check, so a holder whose write is accepted saw no later
 //!   holder reach the storage since its read.
-//! * **Fences**: no two exclusive holds have the same fence, and an
-//!   exclusive hold's fence is larger than that of every kept exclusive
-//!   hold that began before it. (A lost hold may be stamped late: the
-//!   next holder can be granted between its grant and its start stamp.)
+//! * **Fences**: no two exclusive holds have the same fence, and a kept
+//!   exclusive hold's fence is larger than that of every exclusive hold
+//!   that began before it: that one was granted before (a kept hold's
+//!   session held the lock from its grant to its end). A lost hold may be
+//!   stamped late — lost between its grant and its start stamp, the next
+//!   holder can come and go in between — so its own start says nothing.
 //! * **Shared fences**: a kept shared hold's fence is at least that of
-//!   every kept exclusive hold that began before it and below that of
-//!   every one that began after it: the fence of the last exclusive hold.
+//!   every exclusive hold that began before it and below that of every
+//!   kept one that began after it: the fence of the last exclusive hold.
 //! * **Rejected writes**: counted. A kept hold's read or write is never
 //!   rejected: no later fence exists while it holds.
 //! * **Dirty reads**: a kept shared section that saw the counter change
@@ -90,47 +92,48 @@ pub fn check(layout: &Layout, sections: &[Fenced], verification: &mut Verificati
     v.inodes = by_name.len();
 }
 
-/// Duplicate exclusive fences, and exclusive fences not above those of
-/// kept exclusive holds that began before.
+/// Duplicate exclusive fences, and kept exclusive holds whose fence is
+/// not above that of every exclusive hold that began before.
 fn check_fences(group: &[Fenced], v: &mut Verification) {
     let mut fences: Vec<u64> = group.iter().filter(|s| s.exclusive).map(|s| s.fence).collect();
     fences.sort_unstable();
     v.duplicate_fences += fences.windows(2).filter(|pair| pair[0] == pair[1]).count() as u64;
-    let mut highest_kept: Option<u64> = None;
+    let mut highest: Option<u64> = None;
     for section in group.iter().filter(|s| s.exclusive) {
-        if highest_kept.is_some_and(|highest| section.fence <= highest) {
+        if section.kept && highest.is_some_and(|highest| section.fence <= highest) {
             v.fence_disorder += 1;
             v.note(format!(
-                "fence {} began after a kept hold with fence {highest_kept:?}",
+                "kept hold with fence {} began after a hold with fence {highest:?}",
                 section.fence
             ));
         }
-        if section.kept {
-            highest_kept = highest_kept.max(Some(section.fence));
-        }
+        highest = highest.max(Some(section.fence));
     }
 }
 
-/// Each kept shared hold's fence against the kept exclusive holds that
-/// began before (at least their largest) and after (below their least).
+/// Each kept shared hold's fence against the exclusive holds that began
+/// before (at least their largest) and the kept ones that began after
+/// (below their least).
 fn check_shared(group: &[Fenced], v: &mut Verification) {
-    let exclusive: Vec<&Fenced> = group.iter().filter(|s| s.exclusive && s.kept).collect();
-    // Largest fence up to each position, least fence from each on.
+    let exclusive: Vec<&Fenced> = group.iter().filter(|s| s.exclusive).collect();
+    let kept: Vec<&Fenced> = exclusive.iter().copied().filter(|s| s.kept).collect();
+    // Largest fence before each position; least kept fence from each on.
     let mut before = vec![0; exclusive.len() + 1];
     for (i, section) in exclusive.iter().enumerate() {
         before[i + 1] = before[i].max(section.fence);
     }
-    let mut after = vec![u64::MAX; exclusive.len() + 1];
-    for (i, section) in exclusive.iter().enumerate().rev() {
+    let mut after = vec![u64::MAX; kept.len() + 1];
+    for (i, section) in kept.iter().enumerate().rev() {
         after[i] = after[i + 1].min(section.fence);
     }
     for shared in group.iter().filter(|s| !s.exclusive && s.kept) {
-        let at = exclusive.partition_point(|x| x.start < shared.start);
-        if shared.fence < before[at] || shared.fence >= after[at] {
+        let lower = before[exclusive.partition_point(|x| x.start < shared.start)];
+        let upper = after[kept.partition_point(|x| x.start < shared.start)];
+        if shared.fence < lower || shared.fence >= upper {
             v.shared_fence_mismatches += 1;
             v.note(format!(
-                "shared hold with fence {} between exclusive fences {} and {}",
-                shared.fence, before[at], after[at]
+                "shared hold with fence {} between exclusive fences {lower} and {upper}",
+                shared.fence
             ));
         }
     }
