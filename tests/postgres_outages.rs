@@ -52,7 +52,7 @@ fn test_dir(cluster: &PgCluster) -> tempfile::TempDir {
 
 /// The superuser's connection string through `proxy`.
 fn through(proxy: &Proxy) -> String {
-    format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", proxy.port)
+    format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", proxy.port())
 }
 
 fn open(server: &LockServer) -> PackLock {
@@ -152,7 +152,7 @@ fn wait_and_report(dir: &Path) {
 #[test]
 fn a_cut_connection_loses_the_hold_at_once_and_a_waiter_gets_a_larger_fence() {
     let Some(cluster) = PgCluster::start() else { return };
-    let proxy = Proxy::start(cluster.port);
+    let proxy = Proxy::to_local(cluster.port);
     let scene = Scene::set(
         &cluster,
         LockServer::connect(&through(&proxy)).expect("connect through the proxy"),
@@ -177,7 +177,7 @@ fn a_terminated_session_loses_its_hold_and_a_waiter_gets_a_larger_fence() {
 #[test]
 fn a_silent_connection_is_found_lost_within_two_heartbeats() {
     let Some(cluster) = PgCluster::start() else { return };
-    let proxy = Proxy::start(cluster.port);
+    let proxy = Proxy::to_local(cluster.port);
     let server = LockServer::builder(&through(&proxy)).heartbeat(HEARTBEAT).connect();
     let scene = Scene::set(&cluster, server.expect("connect through the proxy"));
 
@@ -205,7 +205,7 @@ fn a_server_restart_loses_holds_and_waiters_get_the_lock_after_it() {
 fn while_the_server_is_down_waits_end_at_their_timeout_and_succeed_once_it_is_back() {
     let Some(cluster) = PgCluster::start() else { return };
     // Through the proxy only to count connection attempts.
-    let proxy = Proxy::start(cluster.port);
+    let proxy = Proxy::to_local(cluster.port);
     let lock = open(&LockServer::connect(&through(&proxy)).expect("connect"));
     let before = lock.acquire().expect("acquire").fence().expect("fence");
     cluster.stop();
@@ -214,7 +214,7 @@ fn while_the_server_is_down_waits_end_at_their_timeout_and_succeed_once_it_is_ba
     let err = lock.try_acquire().unwrap_err();
     let PackLockError::Server { source, .. } = &err else { panic!("{err:?}") };
     assert!(matches!(source, ServerError::Unavailable { .. }), "{source:?}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{}", proxy.port)), "{err}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{}", proxy.port())), "{err}");
 
     // Waiting: until the deadline, and no longer.
     let timeout = Duration::from_millis(800);

@@ -17,7 +17,7 @@ impl Layout {
     }
 
     pub fn create_dirs(&self) -> io::Result<()> {
-        for dir in ["packs", "counters", "logs", "staging", "graveyard"] {
+        for dir in ["packs", "counters", "logs", "staging", "graveyard", "storage"] {
             std::fs::create_dir_all(self.root.join(dir))?;
         }
         Ok(())
@@ -35,6 +35,20 @@ impl Layout {
     /// The counter of the lock file with inode `ino`.
     pub fn counter_path(&self, ino: u64) -> PathBuf {
         self.root.join("counters").join(ino.to_string())
+    }
+
+    /// Server mode: part `part` (`guard`, `fence`, `counter`) of the
+    /// fenced storage of lock name `name`.
+    pub fn storage_path(&self, name: usize, part: &str) -> PathBuf {
+        self.root.join("storage").join(format!("n{name}.{part}"))
+    }
+
+    #[cfg(feature = "postgres")]
+    /// Server mode: the lock name of index `name`, unique to this run (the
+    /// working directory's name is random).
+    pub fn lock_name(&self, name: usize) -> String {
+        let run = self.root.file_name().map(|n| n.to_string_lossy().into_owned());
+        format!("stress/{}/n{name}", run.unwrap_or_default())
     }
 
     pub fn logs(&self) -> PathBuf {

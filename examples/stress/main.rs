@@ -6,9 +6,12 @@
 //! ```text
 //! cargo run --release --example stress -- --seed 42 --duration 60 \
 //!     [--processes P] [--threads T] [--tasks K] [--files S] [--keep]
+//! cargo run --release --example stress --features postgres -- --postgres [CONN] \
+//!     --seed 42 --duration 30 [...]
 //! ```
 //!
 //! Unix only (it reads inode numbers; on Linux it also reads `/proc`).
+//! Built without the `postgres` feature, it has no server mode.
 //!
 //! # Roles
 //!
@@ -31,10 +34,49 @@
 //!   during the run, `coordinator/leaks.rs` looks for leaked locks,
 //!   `coordinator/verify.rs` checks the logs and counters, and
 //!   `coordinator/report.rs` prints the summary and decides pass or fail.
+//!   Server mode adds `coordinator/server.rs` (the server, the chaos on
+//!   its sessions, the leak check), `tests/common/proxy.rs` (the cutting
+//!   proxy), `coordinator/fences.rs` (the fence checks), `storage.rs` (the
+//!   fenced storage) and `worker/fenced.rs` (a worker's server locks and
+//!   sections).
 //! * Shared by both: `layout.rs` (the working directory), `rng.rs` (the
 //!   seeded PRNG), `mode.rs`, `stats.rs` (a worker's counters and their log
 //!   lines), `counter.rs` (the per-inode counters) and `procfs.rs` (what
 //!   `/proc` tells).
+//!
+//! # Server mode
+//!
+//! With `--postgres` (feature `postgres`) the workers lock S **names** on a
+//! PostgreSQL server instead of lock files: `--postgres` alone starts a
+//! throwaway cluster (initdb and pg_ctl from the system's PostgreSQL, as
+//! the `postgres` user when root, stopped at the end), `--postgres CONN`
+//! uses the server of a keyword connection string (`host=... port=...
+//! user=... dbname=...`; names unique to the run in its `packlock`
+//! schema). The same threads and tasks take the same acquire flavours,
+//! exclusive and shared; the chaos is `kill -9` of workers, cancellations,
+//! timeouts and dropped futures, and **connection cuts**: the workers reach
+//! the server through a loopback TCP proxy of the coordinator's, which cuts
+//! a random connection (both sides at once) every 5–150 ms, and one time in
+//! ten terminates a random worker backend with `pg_terminate_backend`
+//! (psql) instead. Workers never reconnect by hand: the `LockServer` opens
+//! a new session for the next operation. An operation failing because its
+//! connection was cut counts as an expected server error.
+//!
+//! A cut holder's hold is lost, and its section may overlap the next
+//! holder's, so each section writes its storage — a counter per name, in
+//! `storage/` — only through a fence check: the storage remembers the
+//! largest fence it has seen and rejects reads and writes with a smaller
+//! one, under a `flock` of a guard file of its own. At the end of each
+//! section the worker asks whether the hold was lost (`lost()` fired or
+//! `validate()` fails). The verifier then checks: no overlap between
+//! sections of holds that were not lost, no lost update among accepted
+//! writes, exclusive fences unique and increasing in the order their holds
+//! began, shared holds with the fence of the last exclusive hold before
+//! them, and no rejected access by a hold that was not lost; it reports the
+//! stale accesses rejected (expected only when a cut hit a holder). The
+//! leak check asks, with every worker idle, that each name be free for a
+//! fresh `try_acquire` and that no worker session hold or wait for an
+//! advisory lock (`pg_locks`).
 //!
 //! # Output and exit code
 //!
@@ -51,7 +93,8 @@
 //! `--sabotage` checks the checker: a fifth of the shared holds then write
 //! the counter as if they were exclusive, and workers forget a hold when
 //! they stop; the run must fail with overlaps, lost updates, dirty reads
-//! and a leaked lock.
+//! and a leaked lock. In server mode the storage also stops checking
+//! fences, and the run must fail with duplicate and disordered fences too.
 
 // Off Unix only `main` is compiled in; the rest is Unix-only machinery.
 #![cfg_attr(not(unix), allow(dead_code))]
@@ -70,11 +113,14 @@ mod mode;
 mod procfs;
 mod rng;
 mod stats;
+#[cfg(all(unix, feature = "postgres"))]
+mod storage;
 #[cfg(unix)]
 mod worker;
 
-/// Stress packlock with kills, cancellations and replaced lock files, then
-/// verify exclusion independently.
+/// Stress packlock with kills, cancellations and replaced lock files (or,
+/// with --postgres, cut server connections), then verify exclusion
+/// independently.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "stress")]
 struct Args {
@@ -98,9 +144,16 @@ struct Args {
     #[arg(long, default_value_t = 6)]
     tasks: usize,
 
-    /// Lock files
+    /// Lock files (lock names in server mode)
     #[arg(long, default_value_t = 4)]
     files: usize,
+
+    /// Server mode (feature `postgres`): lock names on a PostgreSQL server
+    /// instead of lock files. Alone, a throwaway cluster is started (initdb,
+    /// pg_ctl); with a keyword connection string, that server is used. The
+    /// workers connect through a proxy that cuts connections.
+    #[arg(long, value_name = "CONN")]
+    postgres: Option<Option<String>>,
 
     /// Keep the working directory (logs, counters) even when the run passes
     #[arg(long)]
@@ -143,6 +196,11 @@ impl Args {
         }
         if self.threads + self.tasks == 0 {
             return Err("a worker needs at least one thread or task".to_string());
+        }
+        if cfg!(not(feature = "postgres")) && self.postgres.is_some() {
+            return Err("--postgres needs the postgres feature: \
+                 cargo run --release --example stress --features postgres -- --postgres"
+                .to_string());
         }
         Ok(())
     }

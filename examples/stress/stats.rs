@@ -79,16 +79,20 @@ pub enum Event {
     Dropped,
     /// An unexpected error from packlock or the harness's own files.
     Error,
+    /// Server mode: an operation failed with a server error or a lost
+    /// session, as connection cuts make them (expected).
+    ServerError,
 }
 
 impl Event {
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 7] = [
         Event::BusyRetry,
         Event::TryGaveUp,
         Event::TimedOut,
         Event::Cancelled,
         Event::Dropped,
         Event::Error,
+        Event::ServerError,
     ];
 
     pub fn key(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Event {
             Event::Cancelled => "ev.cancelled",
             Event::Dropped => "ev.dropped",
             Event::Error => "ev.error",
+            Event::ServerError => "ev.server_error",
         }
     }
 }

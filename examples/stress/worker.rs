@@ -29,6 +29,8 @@
 //! loses at most the last 50 ms of lines; a line cut short is ignored by the
 //! verifier.
 
+#[cfg(feature = "postgres")]
+mod fenced;
 mod rounds;
 mod section;
 
@@ -63,6 +65,10 @@ pub struct Ctx {
     files: usize,
     sabotage: bool,
     locks: Vec<[Arc<PackLock>; 2]>,
+    /// Server mode: the lock server, reached through the coordinator's
+    /// proxy.
+    #[cfg(feature = "postgres")]
+    server: Option<packlock::postgres::LockServer>,
     pub stats: Stats,
     log: Mutex<BufWriter<File>>,
     stop: AtomicBool,
@@ -204,8 +210,20 @@ impl Ctx {
         let log_path = layout.log_path(slot, args.generation);
         let log = File::create(&log_path)
             .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        #[cfg(feature = "postgres")]
+        let server = match &args.postgres {
+            Some(Some(conn)) => Some(fenced::connect(conn)?),
+            Some(None) => return Err("a server mode worker needs --postgres CONN".to_string()),
+            None => None,
+        };
         let locks = (0..args.files)
-            .map(|file| open_locks(&layout, file, slot))
+            .map(|file| {
+                #[cfg(feature = "postgres")]
+                if let Some(server) = &server {
+                    return fenced::open_locks(server, &layout, file, slot);
+                }
+                open_locks(&layout, file, slot)
+            })
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -213,6 +231,8 @@ impl Ctx {
             files: args.files,
             sabotage: args.sabotage,
             locks,
+            #[cfg(feature = "postgres")]
+            server,
             stats: Stats::default(),
             log: Mutex::new(BufWriter::with_capacity(1 << 16, log)),
             stop: AtomicBool::new(false),
@@ -234,8 +254,20 @@ impl Ctx {
         if !op.fresh {
             return Some(Arc::clone(&self.locks[op.file][op.mode.index()]));
         }
+        let shared = op.mode == Mode::Shared;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = &self.server {
+            let name = self.layout.lock_name(op.file);
+            return match server.lock(&name).shared(shared).open() {
+                Ok(lock) => Some(Arc::new(lock)),
+                Err(e) => {
+                    self.error("open", &e);
+                    None
+                }
+            };
+        }
         let path = self.layout.lock_path(op.file);
-        let builder = PackLock::builder_for_file(path).shared(op.mode == Mode::Shared);
+        let builder = PackLock::builder_for_file(path).shared(shared);
         match builder.open() {
             Ok(lock) => Some(Arc::new(lock)),
             Err(e) => {
@@ -247,6 +279,30 @@ impl Ctx {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Whether the locks are names on a lock server.
+    pub fn server_mode(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        return self.server.is_some();
+        #[cfg(not(feature = "postgres"))]
+        false
+    }
+
+    #[cfg(feature = "postgres")]
+    pub fn sabotage(&self) -> bool {
+        self.sabotage
+    }
+
+    /// Counts a failed packlock call: a failed connection or query, or a
+    /// lost session (connection cuts are part of the run) as expected,
+    /// anything else as unexpected.
+    pub fn failed(&self, what: &str, error: &PackLockError) {
+        if self.server_mode() && is_cut(error) {
+            self.stats.event(Event::ServerError);
+        } else {
+            self.error(what, error);
+        }
     }
 
     /// Counts an unexpected error and prints the first few.
@@ -289,10 +345,36 @@ impl Ctx {
         if let Some(threads) = procfs::thread_count() {
             self.stats.peak(Peak::Threads, threads);
         }
+        // Server mode has no lock files; its storage's guard files are
+        // `flock`ed by every thread, which is not packlock's doing.
+        if self.server_mode() {
+            return;
+        }
         if let Some((waiters, per_file)) = procfs::own_waiters() {
             self.stats.peak(Peak::Waiters, waiters);
             self.stats.peak(Peak::WaitersPerFile, per_file);
         }
+    }
+}
+
+/// Whether `error` is what a cut connection or terminated backend makes.
+fn is_cut(error: &PackLockError) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        use packlock::postgres::ServerError;
+        matches!(
+            error,
+            PackLockError::Lost { .. }
+                | PackLockError::Server {
+                    source: ServerError::Unavailable { .. } | ServerError::Operation { .. },
+                    ..
+                }
+        )
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = error;
+        false
     }
 }
 

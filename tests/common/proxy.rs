@@ -1,66 +1,103 @@
-//! A loopback TCP proxy between a client and a server, that a test can cut
-//! (close every connection at both ends, as a network failure the kernel
+//! A loopback TCP proxy between clients and a server, that a test can cut
+//! (close connections at both ends, as a network failure the kernel
 //! reports) or freeze (stop forwarding while the sockets stay open, as a
-//! silent partition). New connections after either flow normally.
+//! silent partition). New connections after either flow normally. Two std
+//! threads per connection. Used by the tests and by the stress harness's
+//! server mode.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)] // each user takes a different subset
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub struct Proxy {
-    pub port: u16,
+    port: u16,
     links: Arc<Mutex<Vec<Link>>>,
-    /// Connections accepted, including those the server refused (they are
-    /// closed at once): how often a client tried.
-    accepted: Arc<AtomicUsize>,
+    /// Connections accepted, including those the server refused (closed
+    /// at once): how often clients tried.
+    accepted: Arc<AtomicU64>,
 }
 
-/// One proxied connection: both sockets, and whether it is frozen.
+/// One open connection: both sockets, and whether it is frozen.
 struct Link {
+    id: u64,
     client: TcpStream,
     server: TcpStream,
     frozen: Arc<AtomicBool>,
 }
 
+impl Link {
+    fn cut(&self) {
+        // Either may be closed already; the other side still gets cut.
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.server.shutdown(Shutdown::Both);
+    }
+}
+
+type Links = Arc<Mutex<Vec<Link>>>;
+
+fn lock(links: &Links) -> MutexGuard<'_, Vec<Link>> {
+    links.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Proxy {
-    /// Listens on a free loopback port and forwards to `127.0.0.1:target`.
-    pub fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
+    /// Listens on a free port of 127.0.0.1 and forwards to `upstream`.
+    pub fn start(upstream: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
         let links = Arc::new(Mutex::new(Vec::new()));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (new_links, counted) = (links.clone(), accepted.clone());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (table, count) = (Arc::clone(&links), Arc::clone(&accepted));
         std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
-                new_links.lock().expect("links").push(link(client, server));
+            for client in listener.incoming().map_while(Result::ok) {
+                let id = count.fetch_add(1, Ordering::SeqCst);
+                // A server that is down: the client's socket is closed.
+                let _ = forward(client, upstream, id, &table);
             }
         });
-        Proxy { port, links, accepted }
+        Ok(Proxy { port, links, accepted })
     }
 
-    /// How many connections clients have opened so far.
-    pub fn accepted(&self) -> usize {
+    /// A proxy to the server on `port` of 127.0.0.1.
+    pub fn to_local(port: u16) -> Proxy {
+        Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).expect("start the proxy")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections clients opened so far.
+    pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
     }
 
-    /// Closes every connection made so far, at both ends.
+    /// Cuts every open connection.
     pub fn cut(&self) {
-        for link in self.links.lock().expect("links").drain(..) {
-            let _ = link.client.shutdown(Shutdown::Both);
-            let _ = link.server.shutdown(Shutdown::Both);
+        for link in lock(&self.links).drain(..) {
+            link.cut();
         }
     }
 
-    /// Stops forwarding on every connection made so far; the sockets stay
-    /// open, so neither end hears of it.
+    /// Cuts the open connection `pick` chooses from how many there are;
+    /// false if there was none.
+    pub fn cut_one(&self, pick: impl FnOnce(usize) -> usize) -> bool {
+        let mut links = lock(&self.links);
+        if links.is_empty() {
+            return false;
+        }
+        let at = pick(links.len()) % links.len();
+        links.swap_remove(at).cut();
+        true
+    }
+
+    /// Stops forwarding on every open connection; the sockets stay open,
+    /// so neither end hears of it.
     pub fn freeze(&self) {
-        for link in self.links.lock().expect("links").iter() {
+        for link in lock(&self.links).iter() {
             link.frozen.store(true, Ordering::SeqCst);
         }
     }
@@ -68,29 +105,33 @@ impl Proxy {
     /// Forwards again on frozen connections, including what was held back
     /// (and a close one end made meanwhile).
     pub fn thaw(&self) {
-        for link in self.links.lock().expect("links").iter() {
+        for link in lock(&self.links).iter() {
             link.frozen.store(false, Ordering::SeqCst);
         }
     }
 }
 
-/// Starts the two pumps of a new connection.
-fn link(client: TcpStream, server: TcpStream) -> Link {
+/// Connects to `upstream` for `client` and starts the two pumps; the link
+/// leaves the table when either side ends or it is cut.
+fn forward(client: TcpStream, upstream: SocketAddr, id: u64, links: &Links) -> io::Result<()> {
+    let server = TcpStream::connect(upstream)?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
     let frozen = Arc::new(AtomicBool::new(false));
-    let ends = |a: &TcpStream, b: &TcpStream| {
-        (a.try_clone().expect("clone socket"), b.try_clone().expect("clone socket"))
-    };
-    let (from, to) = ends(&client, &server);
-    std::thread::spawn({
-        let frozen = frozen.clone();
-        move || pump(from, to, &frozen)
-    });
-    let (from, to) = ends(&server, &client);
-    std::thread::spawn({
-        let frozen = frozen.clone();
-        move || pump(from, to, &frozen)
-    });
-    Link { client, server, frozen }
+    let pumps =
+        [(client.try_clone()?, server.try_clone()?), (server.try_clone()?, client.try_clone()?)];
+    lock(links).push(Link { id, client, server, frozen: Arc::clone(&frozen) });
+    for (from, to) in pumps {
+        let (links, frozen) = (Arc::clone(links), Arc::clone(&frozen));
+        std::thread::spawn(move || {
+            pump(from, to, &frozen);
+            let mut links = lock(&links);
+            if let Some(at) = links.iter().position(|link| link.id == id) {
+                links.swap_remove(at).cut();
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Copies `from` to `to` until either ends, holding data (and the end of

@@ -5,6 +5,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::fleet::Fleet;
+use super::server::Server;
 use crate::Args;
 use crate::layout::Layout;
 use crate::rng::Rng;
@@ -20,8 +21,12 @@ pub struct Chaos {
     pub renames_over: u64,
     pub renames_away: u64,
     pub deletes: u64,
-    /// Deletes or renames away of a lock file that was already gone.
+    /// Deletes or renames away of a lock file that was already gone;
+    /// server mode: cuts or terminations that found no connection.
     pub missed: u64,
+    /// Server mode: connections cut by the proxy, and backends terminated.
+    pub cuts: u64,
+    pub terminations: u64,
 }
 
 enum Disturbance {
@@ -30,7 +35,9 @@ enum Disturbance {
     Delete,
 }
 
-pub fn run(fleet: &mut Fleet<'_>, layout: &Layout, args: &Args) -> Chaos {
+/// Kills workers; disturbs the lock files, or in server mode (`server`)
+/// the workers' connections.
+pub fn run(fleet: &mut Fleet<'_>, layout: &Layout, args: &Args, server: Option<&Server>) -> Chaos {
     let mut rng = Rng::new(args.seed, &[STREAM]);
     let mut chaos = Chaos::default();
     let end = Instant::now() + args.duration();
@@ -48,9 +55,14 @@ pub fn run(fleet: &mut Fleet<'_>, layout: &Layout, args: &Args) -> Chaos {
             next_kill = now + rng.millis(200, 2_000);
         }
         if now >= next_disturbance {
-            serial += 1;
-            let file = rng.index(args.files);
-            chaos.count(disturb(layout, file, serial, &mut rng));
+            match server {
+                Some(server) => server.disturb(&mut rng, &mut chaos),
+                None => {
+                    serial += 1;
+                    let file = rng.index(args.files);
+                    chaos.count(disturb(layout, file, serial, &mut rng));
+                }
+            }
             next_disturbance = now + rng.millis(5, 150);
         }
         fleet.restart_exited();

@@ -29,6 +29,8 @@ pub struct Fleet<'a> {
     exe: PathBuf,
     args: &'a Args,
     layout: &'a Layout,
+    /// Server mode: the connection string the workers use.
+    server_conn: Option<String>,
     workers: Vec<Worker>,
     generations: Vec<u64>,
     tally: Tally,
@@ -42,10 +44,22 @@ struct Worker {
 }
 
 impl<'a> Fleet<'a> {
-    pub fn start(exe: PathBuf, args: &'a Args, layout: &'a Layout) -> Self {
+    pub fn start(
+        exe: PathBuf,
+        args: &'a Args,
+        layout: &'a Layout,
+        server_conn: Option<String>,
+    ) -> Self {
         let generations = vec![0; args.processes];
-        let mut fleet =
-            Self { exe, args, layout, workers: Vec::new(), generations, tally: Tally::default() };
+        let mut fleet = Self {
+            exe,
+            args,
+            layout,
+            server_conn,
+            workers: Vec::new(),
+            generations,
+            tally: Tally::default(),
+        };
         for slot in 0..args.processes {
             let worker = fleet.spawn(slot);
             fleet.workers.push(worker);
@@ -65,6 +79,7 @@ impl<'a> Fleet<'a> {
             .args(["--seed", &args.seed.to_string(), "--files", &args.files.to_string()])
             .args(["--threads", &args.threads.to_string(), "--tasks", &args.tasks.to_string()])
             .args(args.sabotage.then_some("--sabotage"))
+            .args(self.server_conn.iter().flat_map(|conn| ["--postgres", conn]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -22,11 +22,14 @@ pub struct Leaks {
     /// Kernel entries of the workers on any other file (a deleted or
     /// replaced lock file still held or waited for).
     pub stale: Vec<LockEntry>,
+    /// Server mode: advisory locks a worker session still holds or waits
+    /// for.
+    pub server_locks: Vec<String>,
 }
 
 impl Leaks {
     pub fn count(&self) -> u64 {
-        (self.busy_files.len() + self.stale.len()) as u64
+        (self.busy_files.len() + self.stale.len() + self.server_locks.len()) as u64
     }
 }
 
@@ -39,7 +42,7 @@ pub fn check(layout: &Layout, files: usize, workers: &[u32]) -> Leaks {
     let busy_files = busy_files.collect();
     let current: Vec<u64> = (0..files).filter_map(|file| inode(&layout.lock_path(file))).collect();
     let stale = wait_no_entries(workers, &current, deadline);
-    Leaks { busy_files, stale }
+    Leaks { busy_files, stale, server_locks: Vec::new() }
 }
 
 fn inode(path: &Path) -> Option<u64> {

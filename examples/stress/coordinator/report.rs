@@ -15,16 +15,24 @@ pub struct Outcome {
     pub fleet: Tally,
     pub leaks: Leaks,
     pub verification: Verification,
+    /// Server mode: the server, and how many connections the proxy made.
+    pub server: Option<(String, u64)>,
 }
 
 /// Prints the table; true if the run passed.
 pub fn print(args: &Args, outcome: &Outcome, elapsed: Duration) -> bool {
     let v = &outcome.verification;
-    print_parameters(args, elapsed);
+    print_parameters(args, elapsed, outcome);
     print_acquisitions(&v.totals);
     print_other_outcomes(&v.totals);
-    print_chaos(&outcome.chaos, &outcome.fleet);
+    match &outcome.server {
+        Some((_, connections)) => print_server_chaos(&outcome.chaos, &outcome.fleet, *connections),
+        None => print_chaos(&outcome.chaos, &outcome.fleet),
+    }
     print_verification(outcome);
+    if outcome.server.is_some() {
+        print_fences(v);
+    }
     print_peaks(args, &v.totals);
     let failures = failures(outcome);
     for failure in &failures {
@@ -42,14 +50,20 @@ fn total(totals: &Totals, key: &str) -> u64 {
     totals.get(key).copied().unwrap_or(0)
 }
 
-fn print_parameters(args: &Args, elapsed: Duration) {
+fn print_parameters(args: &Args, elapsed: Duration, outcome: &Outcome) {
     println!("packlock stress");
     row("seed", args.seed);
     row("duration (s)", args.duration);
     row("wall time (s)", format!("{:.1}", elapsed.as_secs_f64()));
     let shape = format!("{} x {} x {}", args.processes, args.threads, args.tasks);
     row("processes x threads x tasks", shape);
-    row("lock files", args.files);
+    match &outcome.server {
+        Some((server, _)) => {
+            row("lock names on the server", args.files);
+            println!("  server: {server}");
+        }
+        None => row("lock files", args.files),
+    }
 }
 
 fn print_acquisitions(totals: &Totals) {
@@ -71,7 +85,32 @@ fn print_other_outcomes(totals: &Totals) {
     row("timeouts (sync and async)", total(totals, Event::TimedOut.key()));
     row("cancellations (token, acquire_until)", total(totals, Event::Cancelled.key()));
     row("dropped futures (poll once, tokio timeout)", total(totals, Event::Dropped.key()));
+    row("server errors (connection cuts; expected)", total(totals, Event::ServerError.key()));
     row("unexpected errors", total(totals, Event::Error.key()));
+}
+
+fn print_server_chaos(chaos: &Chaos, fleet: &Tally, connections: u64) {
+    println!("faults");
+    row("kill -9 of a worker", chaos.kills);
+    row("worker processes started", fleet.started);
+    row("connections through the proxy", connections);
+    row("connections cut by the proxy", chaos.cuts);
+    row("backends terminated (pg_terminate_backend)", chaos.terminations);
+}
+
+fn print_fences(v: &Verification) {
+    println!("fences (server mode)");
+    row("fenced sections logged", v.fenced);
+    row("  of holds lost by their end", v.lost_holds);
+    row("stale reads/writes rejected by the storage", v.rejected);
+    row("  of holds not lost (must be 0)", v.rejected_kept);
+    row("duplicate exclusive fences", v.duplicate_fences);
+    row("exclusive fences out of order", v.fence_disorder);
+    row("shared fences not the last exclusive one", v.shared_fence_mismatches);
+    row("changes seen by shared, from lost holds", v.explained_dirty_reads);
+    for note in &v.fence_notes {
+        println!("  fence: {note}");
+    }
 }
 
 fn print_chaos(chaos: &Chaos, fleet: &Tally) {
@@ -90,13 +129,21 @@ fn print_verification(outcome: &Outcome) {
     row("logs read", v.logs);
     row("hold intervals logged", v.intervals);
     row("  exclusive / shared", format!("{} / {}", v.exclusive, v.shared));
-    row("  invalidated (validate() failed at the end)", v.invalidated);
-    row("  not identified (replaced before entry)", v.unidentified);
+    if outcome.server.is_none() {
+        row("  invalidated (validate() failed at the end)", v.invalidated);
+        row("  not identified (replaced before entry)", v.unidentified);
+    }
     row("  lines cut by kill -9 (ignored)", v.torn);
-    row("overlaps by path (valid intervals)", v.overlaps_by_path);
-    row("overlaps by inode (all identified)", v.overlaps_by_inode);
-    row("counted exclusive sections", v.counted);
-    row("  on lock file inodes", v.inodes);
+    if outcome.server.is_some() {
+        row("overlaps by name (holds not lost)", v.overlaps_by_path);
+        row("counted exclusive sections (accepted writes)", v.counted);
+        row("  on lock names", v.inodes);
+    } else {
+        row("overlaps by path (valid intervals)", v.overlaps_by_path);
+        row("overlaps by inode (all identified)", v.overlaps_by_inode);
+        row("counted exclusive sections", v.counted);
+        row("  on lock file inodes", v.inodes);
+    }
     row("lost updates", v.lost_updates);
     row("dirty shared reads", v.dirty_reads);
     row("leaked locks", outcome.leaks.count());
@@ -110,6 +157,9 @@ fn print_verification(outcome: &Outcome) {
     }
     for entry in &outcome.leaks.stale {
         println!("  leaked: {entry:?}");
+    }
+    for lock in &outcome.leaks.server_locks {
+        println!("  leaked: {lock}");
     }
 }
 
@@ -142,6 +192,13 @@ fn failures(outcome: &Outcome) -> Vec<String> {
         (waiters > 1, format!("{waiters} threads of one process parked in flock on one file")),
         (errors > 0, format!("{errors} unexpected errors in the workers")),
         (v.malformed > 0, format!("{} malformed log lines", v.malformed)),
+        (v.duplicate_fences > 0, format!("{} duplicate exclusive fences", v.duplicate_fences)),
+        (v.fence_disorder > 0, format!("{} exclusive fences out of order", v.fence_disorder)),
+        (
+            v.shared_fence_mismatches > 0,
+            format!("{} shared holds without the last exclusive fence", v.shared_fence_mismatches),
+        ),
+        (v.rejected_kept > 0, format!("{} rejected accesses of holds not lost", v.rejected_kept)),
         (v.intervals == 0, "no hold interval was logged: nothing verified".to_string()),
     ];
     checks.into_iter().filter(|(failed, _)| *failed).map(|(_, why)| why).collect()

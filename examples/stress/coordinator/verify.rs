@@ -21,12 +21,16 @@
 //! * **Dirty reads**: a shared section that saw its file's counter change
 //!   was overlapped by an exclusive one.
 //!
+//! Server mode's `F` lines go through the same overlap check (by lock
+//! name, among kept holds) and through `fences.rs`.
+//!
 //! Intervals use `CLOCK_REALTIME`; a step of the system clock during the
 //! run (not NTP's slewing) could fake an overlap.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::fences::{self, Fenced, Seen};
 use crate::counter;
 use crate::layout::Layout;
 use crate::mode::Mode;
@@ -62,6 +66,31 @@ pub struct Verification {
     /// do not parse (a harness bug).
     pub torn: u64,
     pub malformed: u64,
+    /// Server mode: sections logged, of holds lost by their end, reads or
+    /// writes the storage rejected (and of those, by kept holds: a bug).
+    pub fenced: u64,
+    pub lost_holds: u64,
+    pub rejected: u64,
+    pub rejected_kept: u64,
+    /// Server mode: exclusive fences seen twice, or not above an earlier
+    /// kept hold's; shared fences that are not the last exclusive one.
+    pub duplicate_fences: u64,
+    pub fence_disorder: u64,
+    pub shared_fence_mismatches: u64,
+    /// Server mode: changed counters seen by shared sections that a lost
+    /// exclusive hold's section overlapped.
+    pub explained_dirty_reads: u64,
+    /// Server mode: what the fence checks found, a few.
+    pub fence_notes: Vec<String>,
+}
+
+impl Verification {
+    /// Keeps the first few descriptions of fence check failures.
+    pub fn note(&mut self, what: String) {
+        if self.fence_notes.len() < EXAMPLES {
+            self.fence_notes.push(what);
+        }
+    }
 }
 
 /// One logged hold interval.
@@ -84,6 +113,8 @@ struct Parsed {
     intervals: Vec<Interval>,
     /// Counter values seen by exclusive sections, per inode.
     seen: HashMap<u64, Vec<u64>>,
+    /// Server mode's sections.
+    fenced: Vec<Fenced>,
     dirty_reads: u64,
     totals: Totals,
     torn: u64,
@@ -96,6 +127,9 @@ pub fn run(layout: &Layout) -> Verification {
     let mut verification = summarize(&parsed);
     check_overlaps(&parsed, &mut verification);
     check_counters(layout, &parsed, &mut verification);
+    if !parsed.fenced.is_empty() {
+        fences::check(layout, &parsed.fenced, &mut verification);
+    }
     verification
 }
 
@@ -129,6 +163,7 @@ fn parse_log(text: &str, source: u32, parsed: &mut Parsed) {
         let mut fields = line.split(' ');
         let ok = match fields.next() {
             Some("H") => parse_interval(fields, source, parsed),
+            Some("F") => parse_fenced(fields, source, parsed),
             Some("C") => {
                 last_snapshot = stats::parse_snapshot(fields);
                 last_snapshot.is_some()
@@ -175,6 +210,32 @@ fn parse_interval<'a>(
         (false, _) => return false,
     }
     parsed.intervals.push(interval);
+    true
+}
+
+/// `F name mode fence start end kept seen` (server mode).
+fn parse_fenced<'a>(
+    mut fields: impl Iterator<Item = &'a str>,
+    source: u32,
+    parsed: &mut Parsed,
+) -> bool {
+    let mut next = || fields.next();
+    let (Some(name), Some(mode), Some(fence), Some(start), Some(end), Some(kept), Some(seen)) =
+        (next(), next(), next(), next(), next(), next(), next())
+    else {
+        return false;
+    };
+    let (Ok(name), Some(mode), Ok(fence), Ok(start), Ok(end)) =
+        (name.parse(), Mode::from_code(mode), fence.parse(), start.parse(), end.parse())
+    else {
+        return false;
+    };
+    let exclusive = mode == Mode::Exclusive;
+    let Some(seen) = Seen::parse(exclusive, seen) else { return false };
+    let kept = kept == "1";
+    parsed.fenced.push(Fenced { name, exclusive, fence, start, end, kept, seen });
+    let ino = 0; // no file: overlaps are checked by name only
+    parsed.intervals.push(Interval { file: name, exclusive, ino, start, end, valid: kept, source });
     true
 }
 

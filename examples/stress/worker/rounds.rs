@@ -9,7 +9,7 @@ use packlock::{
 };
 
 use super::Ctx;
-use super::section::Section;
+use super::section::Entered;
 use crate::mode::Mode;
 use crate::rng::Rng;
 use crate::stats::{Event, Flavour};
@@ -23,7 +23,7 @@ impl Ctx {
         let flavour = Flavour::SYNC[rng.index(Flavour::SYNC.len())];
         let Some(lock) = self.lock_for(&op) else { return };
         if let Some(hold) = self.acquire_sync(&lock, flavour, op.mode, rng) {
-            let section = Section::enter(self, &op, &hold);
+            let section = self.enter(&op, &hold);
             if !op.hold.is_zero() {
                 thread::sleep(op.hold);
             }
@@ -40,7 +40,7 @@ impl Ctx {
         if let Some(lock) = self.lock_for(&op)
             && let Some(hold) = self.acquire_async(&lock, flavour, op.mode, rng).await
         {
-            let section = Section::enter(self, &op, &hold);
+            let section = self.enter(&op, &hold);
             pause(op.hold, rng.percent(50)).await;
             self.finish(section, hold);
         }
@@ -48,12 +48,12 @@ impl Ctx {
     }
 
     /// Leaves the section, releases and logs the interval.
-    fn finish(&self, section: Section, hold: PackLockHold) {
-        let record = section.leave(self, &hold);
+    fn finish(&self, section: Entered, hold: PackLockHold) {
+        let line = section.leave(self, &hold);
         if let Err(e) = hold.release() {
-            self.error("release", &e);
+            self.failed("release", &e);
         }
-        self.log(&record.line());
+        self.log(&line);
     }
 
     fn acquire_sync(
@@ -176,7 +176,7 @@ impl Ctx {
                 None
             }
             Err(e) => {
-                self.error(flavour.name(), &e);
+                self.failed(flavour.name(), &e);
                 None
             }
         }

@@ -32,6 +32,35 @@ use super::{Ctx, Op};
 use crate::counter::Counter;
 use crate::mode::Mode;
 
+/// A critical section of either mode.
+pub enum Entered {
+    File(Section),
+    #[cfg(feature = "postgres")]
+    Server(super::fenced::FencedSection),
+}
+
+impl Ctx {
+    /// Enters the section of a hold just acquired.
+    pub fn enter(&self, op: &Op, hold: &PackLockHold) -> Entered {
+        #[cfg(feature = "postgres")]
+        if self.server_mode() {
+            return Entered::Server(super::fenced::FencedSection::enter(self, op, hold));
+        }
+        Entered::File(Section::enter(self, op, hold))
+    }
+}
+
+impl Entered {
+    /// Leaves the section (before the release); the line to log.
+    pub fn leave(self, ctx: &Ctx, hold: &PackLockHold) -> String {
+        match self {
+            Entered::File(section) => section.leave(ctx, hold).line(),
+            #[cfg(feature = "postgres")]
+            Entered::Server(section) => section.leave(ctx, hold),
+        }
+    }
+}
+
 pub struct Section {
     file: usize,
     mode: Mode,
@@ -142,7 +171,7 @@ impl Record {
 
 /// Nanoseconds since the Unix epoch (`CLOCK_REALTIME`): the clock every
 /// process shares, so that intervals of different workers compare.
-fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
     u64::try_from(since.as_nanos()).expect("nanoseconds since 1970 fit a u64 until 2554")
 }
