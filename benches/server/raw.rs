@@ -51,7 +51,8 @@ impl RawSession {
         let prepare = |sql: &str| runtime.block_on(client.prepare(sql)).expect("prepare");
         let try_lock = prepare("SELECT pg_try_advisory_lock($1, $2)");
         let lock = prepare("SELECT pg_advisory_lock($1, $2)");
-        let bump = prepare("UPDATE packlock.names SET fence = fence + 1 WHERE id = $1 RETURNING fence");
+        let bump =
+            prepare("UPDATE packlock.names SET fence = fence + 1 WHERE id = $1 RETURNING fence");
         let unlock = prepare("SELECT pg_advisory_unlock($1, $2)");
         RawSession { runtime, client, class, id, try_lock, lock, bump, unlock }
     }

@@ -42,7 +42,12 @@ impl Counts {
 }
 
 /// Runs the rows selected by `filter` (all without one).
-pub fn run(cluster: &PgCluster, server: &LockServer, mode: RunMode, filter: Option<&str>) -> Vec<Row> {
+pub fn run(
+    cluster: &PgCluster,
+    server: &LockServer,
+    mode: RunMode,
+    filter: Option<&str>,
+) -> Vec<Row> {
     let counts = Counts::for_mode(mode);
     let selected = |name: &str| filter.is_none_or(|f| name.contains(f));
     if !selected(HANDOFF) && !selected(WAITING_QUERIES) {
@@ -157,7 +162,8 @@ fn handoff(
         for (from, values) in
             [("holder's release", &from_release[i]), ("`unlock` command", &from_command[i])]
         {
-            let [p10, p50, p90, p99] = [0.1, 0.5, 0.9, 0.99].map(|q| format_ns(quantile(values, q)));
+            let [p10, p50, p90, p99] =
+                [0.1, 0.5, 0.9, 0.99].map(|q| format_ns(quantile(values, q)));
             println!("| {} | {from} | {p10} | {p50} | {p90} | {p99} |", waiter.name);
         }
     }
@@ -220,7 +226,8 @@ fn waiting_queries(
     let waiter_pids = monitor.pids_of(WAITER_APP);
 
     // The baseline: a waiter that polls.
-    let poller = RawSession::connect(&format!("{} application_name={POLLER_APP}", cluster.admin()), NAME);
+    let poller =
+        RawSession::connect(&format!("{} application_name={POLLER_APP}", cluster.admin()), NAME);
     let stop = Arc::new(AtomicBool::new(false));
     let polling = std::thread::spawn({
         let stop = Arc::clone(&stop);
@@ -305,7 +312,8 @@ impl ServerLog {
         for line in String::from_utf8_lossy(&text[start..]).lines() {
             let Some((pid, message)) = line.split_once(' ') else { continue };
             let Ok(pid) = pid.parse::<i32>() else { continue };
-            if !(message.starts_with("LOG:  statement: ") || message.starts_with("LOG:  execute ")) {
+            if !(message.starts_with("LOG:  statement: ") || message.starts_with("LOG:  execute "))
+            {
                 continue;
             }
             match counts.iter_mut().find(|(p, _)| *p == pid) {
