@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::schema::Tables;
 use crate::Holder;
@@ -50,7 +51,7 @@ impl ServerHolder {
 
 /// After a grant: the fence statement, which also records the hold. One
 /// autocommitted statement, so the new fence is committed before the
-/// acquire returns it.
+/// acquire returns it. `$1` is the lock's id.
 pub(crate) fn granted_sql(tables: &Tables, shared: bool) -> String {
     let Tables { names, holds, .. } = tables;
     let fence = if shared {
@@ -58,15 +59,55 @@ pub(crate) fn granted_sql(tables: &Tables, shared: bool) -> String {
     } else {
         format!("UPDATE {names} SET fence = fence + 1 WHERE id = $1 RETURNING fence")
     };
+    let record = record_sql(holds, "$1", "TRUE");
+    format!("WITH f AS ({fence}), h AS ({record}) SELECT fence FROM f")
+}
+
+/// An exclusive try-lock and, if it got the lock, the fence bump and the
+/// hold's record: [`granted_sql`] folded into the try, one round trip for
+/// an uncontended acquire. `$1`, `$2` are the advisory keys (`$2` the
+/// lock's id); the row is `(got, fence)`, the fence NULL when not got.
+///
+/// The lock is taken before the update runs (the update's condition reads
+/// it), and an update waits for, then sees, a fence a previous holder
+/// committed even after this statement began, so the fence still grows
+/// from holder to holder. (A shared grant only reads the fence, which this
+/// statement's snapshot could show from before a holder that came and went
+/// while it ran: shared grants keep two statements.)
+pub(crate) fn try_granted_sql(tables: &Tables) -> String {
+    let Tables { names, holds, .. } = tables;
+    let got = "(SELECT got FROM l)";
+    let record = record_sql(holds, "$2", got);
     format!(
-        "WITH f AS ({fence}),
-              h AS (INSERT INTO {holds} (pid, lock_id, backend_start, since)
-                    SELECT pid, $1, backend_start, now() FROM pg_stat_activity
-                    WHERE pid = pg_backend_pid()
-                    ON CONFLICT (pid, lock_id) DO UPDATE
-                    SET backend_start = EXCLUDED.backend_start, since = EXCLUDED.since,
-                        label = NULL)
-         SELECT fence FROM f"
+        "WITH l AS (SELECT pg_try_advisory_lock($1, $2) AS got),
+              f AS (UPDATE {names} SET fence = fence + 1 WHERE id = $2 AND {got}
+                    RETURNING fence),
+              h AS ({record})
+         SELECT got, (SELECT fence FROM f) FROM l"
+    )
+}
+
+/// Records the calling session as a holder of lock `id` if `when` holds.
+fn record_sql(holds: &str, id: &str, when: &str) -> String {
+    format!(
+        "INSERT INTO {holds} (pid, lock_id, backend_start, since)
+         SELECT pid, {id}, backend_start, now() FROM pg_stat_activity
+         WHERE pid = pg_backend_pid() AND {when}
+         ON CONFLICT (pid, lock_id) DO UPDATE
+         SET backend_start = EXCLUDED.backend_start, since = EXCLUDED.since, label = NULL"
+    )
+}
+
+/// The release: the advisory unlock and the end of the hold's record in
+/// one statement. `$1`, `$2` are the advisory keys (`$2` the lock's id);
+/// the row says whether the session held the lock.
+pub(crate) fn release_sql(tables: &Tables, shared: bool) -> String {
+    let function = if shared { "pg_advisory_unlock_shared" } else { "pg_advisory_unlock" };
+    format!(
+        "WITH u AS (SELECT {function}($1, $2) AS released),
+              d AS (DELETE FROM {} WHERE pid = pg_backend_pid() AND lock_id = $2)
+         SELECT released FROM u",
+        tables.holds
     )
 }
 
@@ -80,7 +121,9 @@ pub(crate) async fn holds_now(
                AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 2 \
                AND granted)";
     let objid = u32::try_from(id).unwrap_or_default();
-    Ok(client.query_one(sql, &[&tables.class, &objid]).await?.get(0))
+    let params: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&tables.class, Type::OID), (&objid, Type::OID)];
+    Ok(client.query_typed_one(sql, &params).await?.get(0))
 }
 
 /// The holders of `name`.

@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::cancel::WaitCancel;
@@ -101,6 +104,10 @@ struct Inner {
     ids: Mutex<HashMap<String, i32>>,
     /// The locks this process holds, or is acquiring, through this server.
     holds: Mutex<HashMap<String, Slot>>,
+    /// The statements of every acquire and release, prepared once per
+    /// session: parsing and planning them (the holder record reads
+    /// `pg_stat_activity`) costs the server more than running them.
+    prepared: Mutex<Vec<Prepared>>,
     /// Last, so that the client thread stops after the sessions are dropped.
     driver: Driver,
 }
@@ -118,6 +125,32 @@ struct Hold {
     shared: bool,
     /// Held by a session of its own (it had to wait), not the main one.
     own_session: bool,
+    /// Not yet checked since the grant. The acquire pipeline checks every
+    /// grant once before it returns the hold; for a server lock the grant
+    /// statement, just now on the same session, was that check, so the
+    /// first one is answered from the session's state without a round
+    /// trip. Every later check (`validate`) asks the server.
+    fresh: Arc<AtomicBool>,
+}
+
+impl Hold {
+    fn new(session: Arc<Session>, id: i32, shared: bool, own_session: bool) -> Hold {
+        Hold { session, id, shared, own_session, fresh: Arc::new(AtomicBool::new(true)) }
+    }
+}
+
+/// A statement prepared on a session (which the weak reference names, and
+/// keeps from being mistaken for a later one at the same address).
+struct Prepared {
+    session: Weak<Session>,
+    sql: String,
+    statement: Statement,
+}
+
+/// Typed parameters for `query_typed`, which sends the statement with them
+/// and needs no prepare round trip.
+fn typed(keys: &(i32, i32)) -> [(&(dyn ToSql + Sync), Type); 2] {
+    [(&keys.0, Type::INT4), (&keys.1, Type::INT4)]
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -329,6 +362,7 @@ fn finish(
             idle: Mutex::default(),
             ids: Mutex::default(),
             holds: Mutex::default(),
+            prepared: Mutex::default(),
             driver,
         }),
     })
@@ -649,16 +683,99 @@ impl Inner {
         let reservation = self.reserve(&name)?;
         let id = self.name_id(&name).await?;
         let session = self.main_session().await?;
-        let function = if shared { "pg_try_advisory_lock_shared" } else { "pg_try_advisory_lock" };
-        let sql = format!("SELECT {function}($1, $2)");
-        let row = session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await;
-        let got: bool = row.map_err(|e| self.query_error("acquire", &name, &e))?.get(0);
+        let fence = if shared {
+            self.try_lock_shared(&session, &name, id).await?
+        } else {
+            self.try_lock_exclusive(&session, &name, id).await?
+        };
+        if fence.is_some() {
+            reservation.hold(Hold::new(session, id, shared, false));
+        }
+        Ok(fence)
+    }
+
+    /// Try-lock, fence bump and record in one statement: one round trip.
+    async fn try_lock_exclusive(
+        &self,
+        session: &Arc<Session>,
+        name: &str,
+        id: i32,
+    ) -> Result<Option<u64>, ServerError> {
+        let sql = holders::try_granted_sql(&self.tables);
+        let row = match self.query_prepared(session, &sql, self.keys(id)).await {
+            Ok(row) => row,
+            Err(e) => {
+                // Advisory locks ignore the rollback: give back what the
+                // failed statement may have taken.
+                let error = self.query_error("acquire", name, &e);
+                if let Err(e) = self.unlock_only(session, name, id, false).await {
+                    log::warn!("{e}");
+                }
+                return Err(error);
+            }
+        };
+        if !row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let fence: Option<i64> = row.get(1);
+        Ok(Some(fence.and_then(|f| u64::try_from(f).ok()).unwrap_or_default()))
+    }
+
+    async fn try_lock_shared(
+        &self,
+        session: &Arc<Session>,
+        name: &str,
+        id: i32,
+    ) -> Result<Option<u64>, ServerError> {
+        let sql = "SELECT pg_try_advisory_lock_shared($1, $2)";
+        let row = session.client.query_typed_one(sql, &typed(&self.keys(id))).await;
+        let got: bool = row.map_err(|e| self.query_error("acquire", name, &e))?.get(0);
         if !got {
             return Ok(None);
         }
-        let fence = self.granted(&session, &name, id, shared).await?;
-        reservation.hold(Hold { session, id, shared, own_session: false });
-        Ok(Some(fence))
+        self.granted(session, name, id, true).await.map(Some)
+    }
+
+    /// Runs `sql`, which takes the two advisory keys, as a statement
+    /// prepared once on `session`.
+    async fn query_prepared(
+        &self,
+        session: &Arc<Session>,
+        sql: &str,
+        keys: (i32, i32),
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        let statement = match self.find_prepared(session, sql) {
+            Some(statement) => statement,
+            None => {
+                let types = [Type::INT4, Type::INT4];
+                let statement = session.client.prepare_typed(sql, &types).await?;
+                let mut prepared = lock(&self.prepared);
+                prepared.retain(|p| p.session.strong_count() > 0);
+                let (session, sql) = (Arc::downgrade(session), sql.to_string());
+                prepared.push(Prepared { session, sql, statement: statement.clone() });
+                statement
+            }
+        };
+        let row = session.client.query_one(&statement, &[&keys.0, &keys.1]).await;
+        if row.is_err() {
+            // Prepared again next time, should the statement be at fault.
+            lock(&self.prepared)
+                .retain(|p| !std::ptr::eq(p.session.as_ptr(), Arc::as_ptr(session)));
+        }
+        row
+    }
+
+    fn find_prepared(&self, session: &Arc<Session>, sql: &str) -> Option<Statement> {
+        let prepared = lock(&self.prepared);
+        let found = prepared
+            .iter()
+            .find(|p| std::ptr::eq(p.session.as_ptr(), Arc::as_ptr(session)) && p.sql == sql);
+        found.map(|p| p.statement.clone())
+    }
+
+    /// The two advisory keys of lock `id`.
+    fn keys(&self, id: i32) -> (i32, i32) {
+        (self.tables.class_key(), id)
     }
 
     /// Waits for `name` until had or cancelled. The server going out of
@@ -715,7 +832,7 @@ impl Inner {
                 return Err(self.cancelled(&name));
             }
             let _waiting = session.waiting();
-            session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await
+            session.client.query_typed_one(&sql, &typed(&self.keys(id))).await
         };
         match waited {
             Err(e) if cancel.is_cancelled() && e.code() == Some(&SqlState::QUERY_CANCELED) => {
@@ -732,7 +849,7 @@ impl Inner {
             }
             Ok(_) => {
                 let fence = self.granted(&session, &name, id, shared).await?;
-                reservation.hold(Hold { session, id, shared, own_session: true });
+                reservation.hold(Hold::new(session, id, shared, true));
                 Ok(fence)
             }
         }
@@ -743,13 +860,13 @@ impl Inner {
     /// the lock is released again.
     async fn granted(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         name: &str,
         id: i32,
         shared: bool,
     ) -> Result<u64, ServerError> {
         let sql = holders::granted_sql(&self.tables, shared);
-        match session.client.query_one(&sql, &[&id]).await {
+        match session.client.query_typed_one(&sql, &[(&id, Type::INT4)]).await {
             Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
             Err(e) => {
                 let error = self.query_error("acquire", name, &e);
@@ -761,8 +878,37 @@ impl Inner {
         }
     }
 
-    /// Unlocks on `session`, then forgets the hold's record.
+    /// Unlocks on `session` and forgets the hold's record, in one
+    /// statement; should that fail, unlocks alone (the record of a session
+    /// that no longer holds the lock is ignored anyway).
     async fn release(
+        &self,
+        session: &Arc<Session>,
+        name: &str,
+        id: i32,
+        shared: bool,
+    ) -> Result<(), ServerError> {
+        let sql = holders::release_sql(&self.tables, shared);
+        let released: bool = match self.query_prepared(session, &sql, self.keys(id)).await {
+            Ok(row) => row.get(0),
+            Err(e) if e.is_closed() => return Err(self.query_error("release", name, &e)),
+            Err(e) => {
+                log::debug!(
+                    "lock server {}: holder record of {name:?} stays: {}",
+                    self.server,
+                    reason(&e)
+                );
+                return self.unlock_only(session, name, id, shared).await;
+            }
+        };
+        if !released {
+            log::warn!("lock server {}: lock {name:?} was not held by its session", self.server);
+        }
+        Ok(())
+    }
+
+    /// The advisory unlock alone.
+    async fn unlock_only(
         &self,
         session: &Session,
         name: &str,
@@ -771,23 +917,8 @@ impl Inner {
     ) -> Result<(), ServerError> {
         let function = if shared { "pg_advisory_unlock_shared" } else { "pg_advisory_unlock" };
         let sql = format!("SELECT {function}($1, $2)");
-        let row = session.client.query_one(&sql, &[&self.tables.class_key(), &id]).await;
-        let released: bool = row.map_err(|e| self.query_error("release", name, &e))?.get(0);
-        if !released {
-            log::warn!("lock server {}: lock {name:?} was not held by its session", self.server);
-        }
-        let forget = format!(
-            "DELETE FROM {} WHERE pid = pg_backend_pid() AND lock_id = $1",
-            self.tables.holds
-        );
-        if let Err(e) = session.client.execute(&forget, &[&id]).await {
-            log::debug!(
-                "lock server {}: holder record of {name:?} stays: {}",
-                self.server,
-                reason(&e)
-            );
-        }
-        Ok(())
+        let row = session.client.query_typed_one(&sql, &typed(&self.keys(id))).await;
+        row.map(drop).map_err(|e| self.query_error("release", name, &e))
     }
 
     async fn unlock(self: Arc<Self>, name: String) -> Result<(), ServerError> {
@@ -845,6 +976,9 @@ impl Inner {
         let Some(hold) = self.held(&name) else { return Ok(None) };
         if hold.session.is_lost() {
             return Ok(Some(false));
+        }
+        if hold.fresh.swap(false, Ordering::AcqRel) {
+            return Ok(Some(true));
         }
         match holders::holds_now(&hold.session.client, &self.tables, hold.id).await {
             Ok(held) => Ok(Some(held)),
