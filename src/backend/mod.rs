@@ -208,6 +208,15 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// Gives the lock back.
     fn unlock(&self) -> Result<(), PackLockError>;
 
+    /// Whether the lock a name stands for can be replaced while it is
+    /// waited for (a lock file deleted or renamed over), so that a fresh
+    /// grant must be checked with [`is_current`](Self::is_current) before
+    /// the acquire returns. A backend whose grants are always of the
+    /// current lock says no, and saves its acquires the check.
+    fn can_be_replaced(&self) -> bool {
+        true
+    }
+
     /// Whether this, granted as `grant`, is still the lock of its name;
     /// `Ok(false)` when it was replaced and must be reopened,
     /// [`PackLockError::Lost`] when the hold ended without being released.

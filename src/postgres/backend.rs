@@ -83,6 +83,12 @@ impl LockBackend for ServerLock {
         Ok(self.server.unlock(&self.name)?)
     }
 
+    /// A name is never replaced: a grant is of the lock the name stands
+    /// for, and needs no check before the acquire returns.
+    fn can_be_replaced(&self) -> bool {
+        false
+    }
+
     /// A name is never replaced, so this is never `Ok(false)`: the hold is
     /// either still the session's (asked of the server, one round trip) or
     /// [`PackLockError::Lost`].

@@ -49,24 +49,29 @@ impl ServerHolder {
     }
 }
 
+/// The parameters of every statement below: `$1`, `$2` the advisory keys
+/// (the lock table's OID and the lock's id), `$3` the session's backend
+/// start (see [`Session::backend_start`](super::session::Session)).
+pub(crate) const LOCK_PARAMS: [Type; 3] = [Type::INT4, Type::INT4, Type::TIMESTAMPTZ];
+
 /// After a grant: the fence statement, which also records the hold. One
 /// autocommitted statement, so the new fence is committed before the
-/// acquire returns it. `$1` is the lock's id.
+/// acquire returns it.
 pub(crate) fn granted_sql(tables: &Tables, shared: bool) -> String {
     let Tables { names, holds, .. } = tables;
     let fence = if shared {
-        format!("SELECT fence FROM {names} WHERE id = $1")
+        format!("SELECT fence FROM {names} WHERE id = $2")
     } else {
-        format!("UPDATE {names} SET fence = fence + 1 WHERE id = $1 RETURNING fence")
+        format!("UPDATE {names} SET fence = fence + 1 WHERE id = $2 RETURNING fence")
     };
-    let record = record_sql(holds, "$1", "TRUE");
+    let record = record_sql(holds, "TRUE");
     format!("WITH f AS ({fence}), h AS ({record}) SELECT fence FROM f")
 }
 
 /// An exclusive try-lock and, if it got the lock, the fence bump and the
 /// hold's record: [`granted_sql`] folded into the try, one round trip for
-/// an uncontended acquire. `$1`, `$2` are the advisory keys (`$2` the
-/// lock's id); the row is `(got, fence)`, the fence NULL when not got.
+/// an uncontended acquire. The row is `(got, fence)`, the fence NULL when
+/// not got.
 ///
 /// The lock is taken before the update runs (the update's condition reads
 /// it), and an update waits for, then sees, a fence a previous holder
@@ -77,7 +82,7 @@ pub(crate) fn granted_sql(tables: &Tables, shared: bool) -> String {
 pub(crate) fn try_granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
     let got = "(SELECT got FROM l)";
-    let record = record_sql(holds, "$2", got);
+    let record = record_sql(holds, got);
     format!(
         "WITH l AS (SELECT pg_try_advisory_lock($1, $2) AS got),
               f AS (UPDATE {names} SET fence = fence + 1 WHERE id = $2 AND {got}
@@ -87,20 +92,18 @@ pub(crate) fn try_granted_sql(tables: &Tables) -> String {
     )
 }
 
-/// Records the calling session as a holder of lock `id` if `when` holds.
-fn record_sql(holds: &str, id: &str, when: &str) -> String {
+/// Records the calling session as a holder of the lock if `when` holds.
+fn record_sql(holds: &str, when: &str) -> String {
     format!(
         "INSERT INTO {holds} (pid, lock_id, backend_start, since)
-         SELECT pid, {id}, backend_start, now() FROM pg_stat_activity
-         WHERE pid = pg_backend_pid() AND {when}
+         SELECT pg_backend_pid(), $2, $3, now() WHERE {when}
          ON CONFLICT (pid, lock_id) DO UPDATE
          SET backend_start = EXCLUDED.backend_start, since = EXCLUDED.since, label = NULL"
     )
 }
 
 /// The release: the advisory unlock and the end of the hold's record in
-/// one statement. `$1`, `$2` are the advisory keys (`$2` the lock's id);
-/// the row says whether the session held the lock.
+/// one statement; the row says whether the session held the lock.
 pub(crate) fn release_sql(tables: &Tables, shared: bool) -> String {
     let function = if shared { "pg_advisory_unlock_shared" } else { "pg_advisory_unlock" };
     format!(

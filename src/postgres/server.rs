@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -104,10 +102,6 @@ struct Inner {
     ids: Mutex<HashMap<String, i32>>,
     /// The locks this process holds, or is acquiring, through this server.
     holds: Mutex<HashMap<String, Slot>>,
-    /// The statements of every acquire and release, prepared once per
-    /// session: parsing and planning them (the holder record reads
-    /// `pg_stat_activity`) costs the server more than running them.
-    prepared: Mutex<Vec<Prepared>>,
     /// Last, so that the client thread stops after the sessions are dropped.
     driver: Driver,
 }
@@ -125,26 +119,6 @@ struct Hold {
     shared: bool,
     /// Held by a session of its own (it had to wait), not the main one.
     own_session: bool,
-    /// Not yet checked since the grant. The acquire pipeline checks every
-    /// grant once before it returns the hold; for a server lock the grant
-    /// statement, just now on the same session, was that check, so the
-    /// first one is answered from the session's state without a round
-    /// trip. Every later check (`validate`) asks the server.
-    fresh: Arc<AtomicBool>,
-}
-
-impl Hold {
-    fn new(session: Arc<Session>, id: i32, shared: bool, own_session: bool) -> Hold {
-        Hold { session, id, shared, own_session, fresh: Arc::new(AtomicBool::new(true)) }
-    }
-}
-
-/// A statement prepared on a session (which the weak reference names, and
-/// keeps from being mistaken for a later one at the same address).
-struct Prepared {
-    session: Weak<Session>,
-    sql: String,
-    statement: Statement,
 }
 
 /// Typed parameters for `query_typed`, which sends the statement with them
@@ -362,7 +336,6 @@ fn finish(
             idle: Mutex::default(),
             ids: Mutex::default(),
             holds: Mutex::default(),
-            prepared: Mutex::default(),
             driver,
         }),
     })
@@ -689,7 +662,7 @@ impl Inner {
             self.try_lock_exclusive(&session, &name, id).await?
         };
         if fence.is_some() {
-            reservation.hold(Hold::new(session, id, shared, false));
+            reservation.hold(Hold { session, id, shared, own_session: false });
         }
         Ok(fence)
     }
@@ -702,7 +675,7 @@ impl Inner {
         id: i32,
     ) -> Result<Option<u64>, ServerError> {
         let sql = holders::try_granted_sql(&self.tables);
-        let row = match self.query_prepared(session, &sql, self.keys(id)).await {
+        let row = match self.query_lock(session, &sql, id).await {
             Ok(row) => row,
             Err(e) => {
                 // Advisory locks ignore the rollback: give back what the
@@ -736,41 +709,17 @@ impl Inner {
         self.granted(session, name, id, true).await.map(Some)
     }
 
-    /// Runs `sql`, which takes the two advisory keys, as a statement
-    /// prepared once on `session`.
-    async fn query_prepared(
+    /// Runs `sql`, a lock statement (see [`holders::LOCK_PARAMS`]) for
+    /// lock `id`, prepared once on `session`.
+    async fn query_lock(
         &self,
-        session: &Arc<Session>,
+        session: &Session,
         sql: &str,
-        keys: (i32, i32),
+        id: i32,
     ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
-        let statement = match self.find_prepared(session, sql) {
-            Some(statement) => statement,
-            None => {
-                let types = [Type::INT4, Type::INT4];
-                let statement = session.client.prepare_typed(sql, &types).await?;
-                let mut prepared = lock(&self.prepared);
-                prepared.retain(|p| p.session.strong_count() > 0);
-                let (session, sql) = (Arc::downgrade(session), sql.to_string());
-                prepared.push(Prepared { session, sql, statement: statement.clone() });
-                statement
-            }
-        };
-        let row = session.client.query_one(&statement, &[&keys.0, &keys.1]).await;
-        if row.is_err() {
-            // Prepared again next time, should the statement be at fault.
-            lock(&self.prepared)
-                .retain(|p| !std::ptr::eq(p.session.as_ptr(), Arc::as_ptr(session)));
-        }
-        row
-    }
-
-    fn find_prepared(&self, session: &Arc<Session>, sql: &str) -> Option<Statement> {
-        let prepared = lock(&self.prepared);
-        let found = prepared
-            .iter()
-            .find(|p| std::ptr::eq(p.session.as_ptr(), Arc::as_ptr(session)) && p.sql == sql);
-        found.map(|p| p.statement.clone())
+        let params: [&(dyn ToSql + Sync); 3] =
+            [&self.tables.class_key(), &id, &session.backend_start];
+        session.query_prepared(sql, &holders::LOCK_PARAMS, &params).await
     }
 
     /// The two advisory keys of lock `id`.
@@ -810,12 +759,10 @@ impl Inner {
         shared: bool,
         cancel: WaitCancel,
     ) -> Result<u64, ServerError> {
-        // Uncontended, the main session takes it and no other is needed.
+        // Called once the lock was found taken: no try first, which would
+        // only cost a round trip.
         if cancel.is_cancelled() {
             return Err(self.cancelled(&name));
-        }
-        if let Some(fence) = self.clone().try_lock(name.clone(), shared).await? {
-            return Ok(fence);
         }
         let reservation = self.reserve(&name)?;
         let id = self.name_id(&name).await?;
@@ -849,7 +796,7 @@ impl Inner {
             }
             Ok(_) => {
                 let fence = self.granted(&session, &name, id, shared).await?;
-                reservation.hold(Hold::new(session, id, shared, true));
+                reservation.hold(Hold { session, id, shared, own_session: true });
                 Ok(fence)
             }
         }
@@ -866,7 +813,7 @@ impl Inner {
         shared: bool,
     ) -> Result<u64, ServerError> {
         let sql = holders::granted_sql(&self.tables, shared);
-        match session.client.query_typed_one(&sql, &[(&id, Type::INT4)]).await {
+        match self.query_lock(session, &sql, id).await {
             Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
             Err(e) => {
                 let error = self.query_error("acquire", name, &e);
@@ -889,7 +836,7 @@ impl Inner {
         shared: bool,
     ) -> Result<(), ServerError> {
         let sql = holders::release_sql(&self.tables, shared);
-        let released: bool = match self.query_prepared(session, &sql, self.keys(id)).await {
+        let released: bool = match self.query_lock(session, &sql, id).await {
             Ok(row) => row.get(0),
             Err(e) if e.is_closed() => return Err(self.query_error("release", name, &e)),
             Err(e) => {
@@ -976,9 +923,6 @@ impl Inner {
         let Some(hold) = self.held(&name) else { return Ok(None) };
         if hold.session.is_lost() {
             return Ok(Some(false));
-        }
-        if hold.fresh.swap(false, Ordering::AcqRel) {
-            return Ok(Some(true));
         }
         match holders::holds_now(&hold.session.client, &self.tables, hold.id).await {
             Ok(held) => Ok(Some(held)),

@@ -4,12 +4,14 @@
 //! shutdown, `pg_terminate_backend`), failed at the socket, or silent past
 //! the heartbeat's patience.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
 
 use tokio::task::AbortHandle;
-use tokio_postgres::{CancelToken, Client};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{CancelToken, Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::config::ServerConfig;
@@ -34,6 +36,14 @@ pub(crate) struct Session {
     pub(crate) client: Client,
     /// The server's backend pid for this session.
     pub(crate) pid: i32,
+    /// When the server started this session's backend: with the pid, what
+    /// tells a holder record of this session from one of an earlier
+    /// session that had the same pid.
+    pub(crate) backend_start: SystemTime,
+    /// Statements prepared on this session, by their text: parsing and
+    /// planning those of every acquire and release would cost the server
+    /// more than running them.
+    prepared: Mutex<HashMap<String, Statement>>,
     /// Set when the connection ends (by the task driving it) or stops
     /// answering (by the heartbeat).
     lost: Arc<LostSignal>,
@@ -66,10 +76,12 @@ impl Session {
             }
             watch.set();
         });
-        let pid = start(&client, config.heartbeat).await.map_err(failed)?;
+        let (pid, backend_start) = start(&client, config.heartbeat).await.map_err(failed)?;
         let session = Arc::new(Session {
             client,
             pid,
+            backend_start,
+            prepared: Mutex::default(),
             lost,
             waiting: AtomicBool::new(false),
             connection: connection.abort_handle(),
@@ -90,6 +102,36 @@ impl Session {
 
     pub(crate) fn cancel_token(&self) -> CancelToken {
         self.client.cancel_token()
+    }
+
+    /// Runs `sql`, with parameters of `types`, as a statement prepared on
+    /// this session the first time.
+    pub(crate) async fn query_prepared(
+        &self,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let cached = self.statements().get(sql).cloned();
+        let statement = match cached {
+            Some(statement) => statement,
+            None => {
+                let statement = self.client.prepare_typed(sql, types).await?;
+                self.statements().insert(sql.to_string(), statement.clone());
+                statement
+            }
+        };
+        let row = self.client.query_one(&statement, params).await;
+        if row.is_err() {
+            // Prepared again next time, should the statement be at fault
+            // (the lock tables made anew, say).
+            self.statements().remove(sql);
+        }
+        row
+    }
+
+    fn statements(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        self.prepared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks a lock wait under way until the guard is dropped.
@@ -132,23 +174,30 @@ fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
     client
 }
 
-/// The session's first query: its backend pid, and server-side TCP
-/// keepalives paced by the heartbeat, so that the server frees the locks
-/// of a client host that vanished (powered off, cut off) after a few
-/// missed probes rather than the system's default of hours. (Sessions on
-/// a Unix socket ignore them.)
-async fn start(client: &Client, heartbeat: Duration) -> Result<i32, tokio_postgres::Error> {
+/// The session's first query: its backend pid and start, and its
+/// settings: server-side TCP keepalives paced by the heartbeat, so that
+/// the server frees the locks of a client host that vanished (powered off,
+/// cut off) after a few missed probes rather than the system's default of
+/// hours (sessions on a Unix socket ignore them); and read committed
+/// statements whatever the database's default, which the fence update
+/// folded into a try-lock relies on to see the last holder's fence.
+async fn start(
+    client: &Client,
+    heartbeat: Duration,
+) -> Result<(i32, SystemTime), tokio_postgres::Error> {
     let seconds = heartbeat.as_secs().max(1).to_string();
     let row = client
         .query_one(
-            "SELECT pg_backend_pid(), \
+            "SELECT pid, backend_start, \
                     set_config('tcp_keepalives_idle', $1, false), \
                     set_config('tcp_keepalives_interval', $1, false), \
-                    set_config('tcp_keepalives_count', $2, false)",
+                    set_config('tcp_keepalives_count', $2, false), \
+                    set_config('default_transaction_isolation', 'read committed', false) \
+             FROM pg_stat_activity WHERE pid = pg_backend_pid()",
             &[&seconds, &SERVER_KEEPALIVE_PROBES],
         )
         .await?;
-    Ok(row.get(0))
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Pings the session every `every`; one ping unanswered for `every` (or
