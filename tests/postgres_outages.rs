@@ -237,3 +237,25 @@ fn while_the_server_is_down_waits_end_at_their_timeout_and_succeed_once_it_is_ba
         assert!(fence > Some(before), "fence {fence:?} after {before}");
     });
 }
+
+/// The shared holds of a name in one process share one server lock: once
+/// its session is lost, a new shared acquire cannot join it and says so,
+/// until the lost holds are released; then it takes the lock anew.
+#[test]
+fn a_shared_acquire_beside_a_lost_shared_hold_fails_until_that_is_released() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let server = LockServer::connect(&cluster.admin()).expect("connect");
+    let readers = server.lock(NAME).shared(true).open().expect("open");
+    let first = readers.acquire().expect("acquire");
+    let backend_pid = readers.holders()[0].pid;
+    cluster.psql(&format!("SELECT pg_terminate_backend({backend_pid})"));
+    assert_lost_within(&first, LOST_WITHIN);
+
+    // Another thread (this one may not take a lock it holds).
+    let beside = std::thread::scope(|scope| scope.spawn(|| readers.acquire().err()).join());
+    let err = beside.expect("thread").expect("no hold beside a lost one");
+    assert!(matches!(err, PackLockError::Lost { .. }), "{err:?}");
+    drop(first);
+    let again = readers.acquire().expect("a new server lock once the lost hold is gone");
+    again.validate().expect("held");
+}

@@ -144,8 +144,17 @@ impl Claim {
     /// Whether the lock granted is still current (see
     /// [`LockBackend::is_current`]).
     pub(crate) fn is_current(&self) -> Result<bool, PackLockError> {
-        let grant = self.os.as_ref().map(OsLock::grant);
-        self.target.backend.is_current(grant.unwrap_or(&Grant::default()))
+        self.target.backend.is_current(self.os_grant())
+    }
+
+    /// Confirms the grant just got or joined (see [`LockBackend::confirm`]).
+    pub(crate) fn confirm(&self) -> Result<bool, PackLockError> {
+        self.target.backend.confirm(self.os_grant())
+    }
+
+    fn os_grant(&self) -> &Grant {
+        static NONE: Grant = Grant { fence: None, lost: None };
+        self.os.as_ref().map_or(&NONE, OsLock::grant)
     }
 
     /// Gives up this claim's OS lock now, reporting a failed unlock; the

@@ -10,9 +10,9 @@
 //!    thread;
 //! 3. slow path: block in the backend's lock — on the caller's thread for
 //!    sync callers, on the `blocking` pool for async ones;
-//! 4. check the lock is still current where it can be replaced (for a
-//!    file: still the one the path names; it may have been deleted, renamed
-//!    away or renamed over); if not, reopen and start again.
+//! 4. confirm the grant (for a file: the lock is still the one the path
+//!    names; it may have been deleted, renamed away or renamed over); if
+//!    not, reopen and start again.
 
 pub(crate) mod claim;
 pub(crate) mod drive;
@@ -76,7 +76,7 @@ pub(crate) async fn run(
             Mode::Shared => share_os_lock(claim, &mut waiter).await?,
         };
         let backend = Arc::clone(&target.backend);
-        if !backend.can_be_replaced() || claim.is_current()? {
+        if claim.confirm()? {
             if let Some(since) = waiter.watch.since() {
                 let path = backend.path().display();
                 log::debug!("acquired lock on {path} after {:?}", since.elapsed());

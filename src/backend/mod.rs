@@ -208,13 +208,13 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// Gives the lock back.
     fn unlock(&self) -> Result<(), PackLockError>;
 
-    /// Whether the lock a name stands for can be replaced while it is
-    /// waited for (a lock file deleted or renamed over), so that a fresh
-    /// grant must be checked with [`is_current`](Self::is_current) before
-    /// the acquire returns. A backend whose grants are always of the
-    /// current lock says no, and saves its acquires the check.
-    fn can_be_replaced(&self) -> bool {
-        true
+    /// Checks a grant an acquire just got, or joined, before the acquire
+    /// returns it: as [`is_current`](Self::is_current), which is the
+    /// default, but a backend that knows cheaper says so here (a lock
+    /// file's path may name another file by now; a server lock's name
+    /// never does, and only its lost session can have ended the grant).
+    fn confirm(&self, grant: &Grant) -> Result<bool, PackLockError> {
+        self.is_current(grant)
     }
 
     /// Whether this, granted as `grant`, is still the lock of its name;

@@ -83,10 +83,13 @@ impl LockBackend for ServerLock {
         Ok(self.server.unlock(&self.name)?)
     }
 
-    /// A name is never replaced: a grant is of the lock the name stands
-    /// for, and needs no check before the acquire returns.
-    fn can_be_replaced(&self) -> bool {
-        false
+    /// Without asking the server: a name is never replaced, and a grant
+    /// just made (or joined) ended only if its session was lost.
+    fn confirm(&self, grant: &Grant) -> Result<bool, PackLockError> {
+        match grant.is_lost() {
+            true => Err(self.lost("the session holding it ended")),
+            false => Ok(true),
+        }
     }
 
     /// A name is never replaced, so this is never `Ok(false)`: the hold is
