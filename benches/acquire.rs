@@ -88,14 +88,7 @@ fn main() {
     let started = SystemTime::now();
     let load_before = support::proc::load_average();
     let mode = RunMode::from_args();
-    // Defaults sized so the whole bench takes a few minutes on two cores;
-    // command-line options (`--measurement-time`, ...) still override them.
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
-        .without_plots()
-        .configure_from_args();
+    let mut criterion = support::criterion();
 
     bench_open_acquire_release(&mut criterion);
     bench_reuse_acquire_release(&mut criterion);
@@ -116,14 +109,12 @@ fn main() {
     let estimates = Estimates::new(started);
     let mut rows = criterion_rows(&estimates);
     rows.extend(plain_rows);
-    if rows.is_empty() {
-        println!("\n(nothing measured in this run: no table)");
-        return;
-    }
-    print_table(
+    if !print_table(
         "Every scenario beside its baseline, same run (medians; ratio = packlock / baseline):",
         &rows,
-    );
+    ) {
+        return;
+    }
     print_floor(&estimates);
     print_elapsed(started, load_before);
 }

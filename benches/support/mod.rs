@@ -39,6 +39,18 @@ impl RunMode {
     }
 }
 
+/// Criterion as every bench here runs it: defaults sized so that a whole
+/// bench takes minutes on two cores; command-line options
+/// (`--measurement-time`, ...) still override them.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3))
+        .sample_size(50)
+        .without_plots()
+        .configure_from_args()
+}
+
 /// The benchmark filter given on the command line (`cargo bench -- FILTER`),
 /// if any. Criterion treats it as a regular expression; the rows measured
 /// in plain code only run when their name contains it as a substring.

@@ -40,8 +40,13 @@ impl Row {
 }
 
 /// Prints `rows` as the markdown table `| scenario | packlock | baseline |
-/// ratio | target |`, then the rows whose target is missed.
-pub fn print_table(title: &str, rows: &[Row]) {
+/// ratio | target |`, then the rows whose target is missed; false (and
+/// a note) when there are no rows.
+pub fn print_table(title: &str, rows: &[Row]) -> bool {
+    if rows.is_empty() {
+        println!("\n(nothing measured in this run: no table)");
+        return false;
+    }
     println!("\n{title}\n");
     println!("| scenario | packlock | baseline | ratio | target |");
     println!("|---|---:|---:|---:|---|");
@@ -58,6 +63,7 @@ pub fn print_table(title: &str, rows: &[Row]) {
     for row in missed {
         println!("  missed: {} (target {})", row.scenario, row.target);
     }
+    true
 }
 
 /// Where criterion writes its results, found the way criterion finds it:
