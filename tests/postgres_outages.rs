@@ -27,7 +27,7 @@ const LOST_WITHIN: Duration = Duration::from_secs(1);
 
 /// The heartbeat of the silent-connection test; a silent session must be
 /// found lost within two of them.
-const HEARTBEAT: Duration = Duration::from_millis(300);
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Slack for a loaded machine on top of the documented bound.
 const SLACK: Duration = Duration::from_millis(700);
@@ -36,6 +36,7 @@ const SLACK: Duration = Duration::from_millis(700);
 fn child_process_entry() {
     common::child_process_entry(|args| match args.role.as_str() {
         "wait_and_report" => wait_and_report(&args.dir),
+        "hold" => hold(&args.dir),
         other => panic!("unknown role {other}"),
     });
 }
@@ -145,6 +146,17 @@ fn wait_and_report(dir: &Path) {
     std::fs::write(dir.join("fence"), hold.fence().expect("fence").to_string()).expect("write");
     common::wait_for_parent();
     drop(hold);
+}
+
+/// Child role: hold the lock until told, then release it.
+fn hold(dir: &Path) {
+    let conn = std::fs::read_to_string(dir.join("conn")).expect("read conn");
+    let lock = open(&LockServer::connect(&conn).expect("connect"));
+    let hold = lock.acquire().expect("acquire");
+    common::tell_parent("locked");
+    common::wait_for_parent();
+    drop(hold);
+    common::tell_parent("released");
 }
 
 // --- tests ----------------------------------------------------------------------
@@ -258,4 +270,66 @@ fn a_shared_acquire_beside_a_lost_shared_hold_fails_until_that_is_released() {
     drop(first);
     let again = readers.acquire().expect("a new server lock once the lost hold is gone");
     again.validate().expect("held");
+}
+
+/// Timeouts a role or database may carry (managed services often do)
+/// would end a long wait, or an idle session holding a lock: packlock's
+/// sessions turn them off.
+#[test]
+fn a_roles_timeouts_end_neither_waits_nor_idle_holds() {
+    let Some(cluster) = PgCluster::start() else { return };
+    cluster.psql(
+        "ALTER ROLE postgres SET statement_timeout = '300ms';
+         ALTER ROLE postgres SET lock_timeout = '300ms';
+         ALTER ROLE postgres SET idle_session_timeout = '300ms'",
+    );
+    let Scene { lock, hold, ours, mut waiter, dir } =
+        Scene::set(&cluster, LockServer::connect(&cluster.admin()).expect("connect"));
+    // Longer than every timeout: the child waits, we hold and idle.
+    std::thread::sleep(Duration::from_millis(1200));
+    hold.validate().expect("an idle hold outlives idle_session_timeout");
+    assert_eq!(waiting(&cluster), 1, "the wait outlives statement_timeout and lock_timeout");
+    drop(hold);
+    let theirs = their_fence(dir.path());
+    assert!(theirs > ours, "the waiter's fence {theirs} after ours {ours}");
+    waiter.proceed();
+    waiter.join();
+    drop(lock);
+}
+
+/// A wait whose connection goes silent still ends at its deadline, and
+/// the cancel of its query gives up within two heartbeats by closing the
+/// connection, rather than sending cancel requests for ever.
+#[test]
+fn a_timed_out_wait_on_a_silent_connection_is_closed_within_two_heartbeats() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let proxy = Proxy::to_local(cluster.port);
+    let dir = test_dir(&cluster);
+    let server = LockServer::builder(&through(&proxy)).heartbeat(HEARTBEAT).connect();
+    let lock = open(&server.expect("connect through the proxy"));
+    let holder = common::spawn_holder("hold", dir.path());
+
+    let timeout = Duration::from_secs(2);
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| lock.acquire_timeout(timeout).map(drop));
+        wait_until("we wait on the server", || waiting(&cluster) == 1);
+        proxy.freeze();
+        let waited = waiter.join().expect("waiter");
+        assert!(matches!(waited, Err(PackLockError::TimedOut { .. })), "{waited:?}");
+    });
+    // Cancel requests go out on new connections, fewer and fewer, and
+    // stop once the silent one is closed: within two heartbeats.
+    let deadline = Instant::now() + 2 * HEARTBEAT + SLACK + Duration::from_secs(1);
+    loop {
+        let before = proxy.accepted();
+        std::thread::sleep(Duration::from_millis(1200));
+        if proxy.accepted() == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cancel requests still go out: {before} connections");
+    }
+    proxy.thaw();
+    common::release(holder);
+    let hold = lock.acquire_timeout(common::DEADLINE).expect("free once the child let go");
+    hold.validate().expect("held");
 }

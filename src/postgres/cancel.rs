@@ -1,20 +1,24 @@
 //! [`WaitCancel`]: stops a blocking wait for a server lock from another
 //! thread or task, by the protocol's cancel request (a second, short
-//! connection that asks the server to cancel the waiting query).
+//! connection that asks the server to cancel the waiting query) — or, if
+//! the wait's connection went silent and no cancel gets through, by
+//! closing that connection.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio_postgres::CancelToken;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// How often a cancel request is repeated while the wait has not ended: a
+use super::session::Session;
+
+/// How soon a cancel request is repeated while the wait has not ended (a
 /// request that reaches the server before the waiting query does cancels
-/// nothing.
-const RESEND_EVERY: Duration = Duration::from_millis(25);
+/// nothing); the pause doubles up to [`RESEND_AT_MOST`].
+const RESEND_FIRST: Duration = Duration::from_millis(25);
+const RESEND_AT_MOST: Duration = Duration::from_secs(1);
 
 /// A cancel switch for one wait ([`LockServer::lock`](super::LockServer)).
 /// Cheap to clone; `cancel` works from any thread, before or during the
@@ -32,7 +36,7 @@ struct State {
 }
 
 struct Armed {
-    token: CancelToken,
+    session: Weak<Session>,
     tls: MakeRustlsConnect,
     handle: Handle,
     done: Arc<AtomicBool>,
@@ -61,15 +65,8 @@ impl WaitCancel {
         self.0.woken.notify_waiters();
         let armed = self.0.armed.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(armed) = armed.as_ref() {
-            let (token, tls, done) = (armed.token.clone(), armed.tls.clone(), armed.done.clone());
-            armed.handle.spawn(async move {
-                while !done.load(Ordering::SeqCst) {
-                    if let Err(e) = token.cancel_query(tls.clone()).await {
-                        log::debug!("lock server cancel request failed: {e}");
-                    }
-                    tokio::time::sleep(RESEND_EVERY).await;
-                }
-            });
+            let stop = stop(armed.session.clone(), armed.tls.clone(), armed.done.clone());
+            armed.handle.spawn(stop);
         }
     }
 
@@ -98,9 +95,10 @@ impl WaitCancel {
     /// Points cancel requests at the session about to wait (call on the
     /// client thread). Check [`is_cancelled`](Self::is_cancelled) after
     /// this and before waiting: a cancel before arming sent no request.
-    pub(crate) fn arm(&self, token: CancelToken, tls: MakeRustlsConnect) -> Disarm<'_> {
+    pub(crate) fn arm(&self, session: &Arc<Session>, tls: MakeRustlsConnect) -> Disarm<'_> {
         let done = Arc::new(AtomicBool::new(false));
-        let armed = Armed { token, tls, handle: Handle::current(), done: done.clone() };
+        let session = Arc::downgrade(session);
+        let armed = Armed { session, tls, handle: Handle::current(), done: done.clone() };
         *self.0.armed.lock().unwrap_or_else(PoisonError::into_inner) = Some(armed);
         Disarm { state: &self.0, done }
     }
@@ -110,5 +108,32 @@ impl Drop for Disarm<'_> {
     fn drop(&mut self) {
         self.done.store(true, Ordering::SeqCst);
         *self.state.armed.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// Stops the wait on `session` until `done`: cancel requests, repeated
+/// with a growing pause, for two heartbeat intervals; then, as the wait
+/// has neither ended nor answered, its connection is silent, and closing
+/// it ends the wait (and the session on the server, once that hears).
+async fn stop(session: Weak<Session>, tls: MakeRustlsConnect, done: Arc<AtomicBool>) {
+    let Some((token, patience)) = session.upgrade().map(|s| (s.cancel_token(), 2 * s.heartbeat))
+    else {
+        return;
+    };
+    let give_up_at = Instant::now() + patience;
+    let mut pause = RESEND_FIRST;
+    while !done.load(Ordering::SeqCst) {
+        if Instant::now() >= give_up_at {
+            if let Some(session) = session.upgrade() {
+                log::warn!("a cancelled wait for a lock did not end; closing its session");
+                session.abandon();
+            }
+            return;
+        }
+        if let Err(e) = token.cancel_query(tls.clone()).await {
+            log::debug!("lock server cancel request failed: {e}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RESEND_AT_MOST);
     }
 }

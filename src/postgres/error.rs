@@ -163,9 +163,10 @@ impl ServerError {
 }
 
 /// Whether `error` says the server is out of reach rather than that it
-/// refused: the connection closed or failed at the socket, or the server
-/// is starting, stopping, or ended the session (SQLSTATE classes 08 and
-/// 57P). A TLS certificate the client does not trust is a refusal.
+/// refused: the connection closed or failed at the socket, the server is
+/// starting, stopping, or ended the session (SQLSTATE class 08, 57P01-03,
+/// 57P05), or has no connection to spare (53300). A TLS certificate the
+/// client does not trust is a refusal.
 pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     use std::io::ErrorKind::*;
     if error.is_closed() {
@@ -173,7 +174,10 @@ pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     }
     if let Some(db) = error.as_db_error() {
         let code = db.code().code();
-        return code.starts_with("08") || code.starts_with("57P");
+        // 57P04 is a dropped database: no waiting brings it back.
+        return code.starts_with("08")
+            || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
+            || code == "53300"; // too many connections, for now
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -94,14 +94,23 @@
 //! **Outages.** A wait that finds the server out of reach (restarting, the
 //! connection cut) starts over on a new session after a pause (0.1 s,
 //! doubling up to 2 s), until it has the lock or its deadline or cancel
-//! comes. Other operations, `try_acquire` among them, fail at once with
-//! [`ServerError::Unavailable`].
+//! comes. Other operations, `try_acquire` among them, fail on their first
+//! attempt with [`ServerError::Unavailable`].
 //!
 //! **Cancelled waits.** A wait runs as `pg_advisory_lock` on a session of
 //! its own; an acquire abandoned while it waits (a cancel, a timeout, a
 //! dropped future) sends the server a cancel request for that query,
-//! repeated every 25 ms until the query ends, so within milliseconds the
-//! process neither holds nor waits for the lock on the server.
+//! repeated with a growing pause until the query ends, so within
+//! milliseconds the process neither holds nor waits for the lock on the
+//! server. A wait whose connection went silent, so that no cancel gets
+//! through, has that connection closed after two heartbeat intervals.
+//!
+//! **Session settings.** Every session turns off `statement_timeout`,
+//! `lock_timeout`, `idle_session_timeout` and
+//! `idle_in_transaction_session_timeout`, runs read committed statements,
+//! and sets TCP keepalives, `tcp_user_timeout` and (PostgreSQL 14 and
+//! later) `client_connection_check_interval` from the heartbeat, on both
+//! ends.
 //!
 //! **`fork`.** A `LockServer` does not survive `fork(2)`: its client
 //! thread stays in the parent. Connect in the child.

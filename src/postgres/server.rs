@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -32,7 +31,7 @@ const IDLE_WAITERS: usize = 1;
 
 /// The shortest heartbeat: pinging more often than this only loads the
 /// server.
-const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The pause before a wait that lost the server tries again; it doubles
 /// with each failed attempt, up to [`RETRY_AT_MOST`].
@@ -221,7 +220,7 @@ impl LockServerBuilder {
     }
 
     /// How often each session that is not waiting for a lock is pinged
-    /// (default 5 s, at least 100 ms). A session whose ping goes
+    /// (default 5 s, at least 1 s). A session whose ping goes
     /// unanswered for one more interval is given up: its holds'
     /// [`lost`](crate::PackLockHold::lost) completes, so a silent
     /// connection — a network partition, a frozen server — is noticed
@@ -681,9 +680,7 @@ impl Inner {
                 // Advisory locks ignore the rollback: give back what the
                 // failed statement may have taken.
                 let error = self.query_error("acquire", name, &e);
-                if let Err(e) = self.unlock_only(session, name, id, false).await {
-                    log::warn!("{e}");
-                }
+                self.give_back(session, name, id, false).await;
                 return Err(error);
             }
         };
@@ -691,7 +688,27 @@ impl Inner {
             return Ok(None);
         }
         let fence: Option<i64> = row.get(1);
-        Ok(Some(fence.and_then(|f| u64::try_from(f).ok()).unwrap_or_default()))
+        match fence.and_then(|f| u64::try_from(f).ok()) {
+            Some(fence) => Ok(Some(fence)),
+            None => {
+                // Locked, but the name's row was not there to count the
+                // fence: the lock tables were made anew since its id was
+                // read. Never hand out a fence that does not grow.
+                self.give_back(session, name, id, false).await;
+                lock(&self.ids).remove(name);
+                let reason = "its row in the lock tables is gone (were they made anew?)".into();
+                Err(self.error("acquire", name, reason))
+            }
+        }
+    }
+
+    /// Gives back a lock an acquire may have taken on `session` and must
+    /// not keep; a session that cannot give it back is closed, which does.
+    async fn give_back(&self, session: &Session, name: &str, id: i32, shared: bool) {
+        if let Err(e) = self.unlock_only(session, name, id, shared).await {
+            log::warn!("{e}; closing the session instead");
+            session.abandon();
+        }
     }
 
     async fn try_lock_shared(
@@ -774,7 +791,7 @@ impl Inner {
         // runs there next (another wait, a grant, a release). It is
         // closed instead, which also ends anything it held.
         let waited = {
-            let _armed = cancel.arm(session.cancel_token(), self.tls.clone());
+            let _armed = cancel.arm(&session, self.tls.clone());
             if cancel.is_cancelled() {
                 return Err(self.cancelled(&name));
             }
@@ -782,9 +799,9 @@ impl Inner {
             session.client.query_typed_one(&sql, &typed(&self.keys(id))).await
         };
         match waited {
-            Err(e) if cancel.is_cancelled() && e.code() == Some(&SqlState::QUERY_CANCELED) => {
-                Err(self.cancelled(&name))
-            }
+            // Cancelled by the server, or its connection closed by the
+            // canceller as it stayed silent.
+            Err(_) if cancel.is_cancelled() => Err(self.cancelled(&name)),
             Err(e) => Err(self.query_error("acquire", &name, &e)),
             Ok(_) if cancel.is_cancelled() => {
                 // Had just as the cancel came: give it back (closing the
@@ -818,7 +835,8 @@ impl Inner {
             Err(e) => {
                 let error = self.query_error("acquire", name, &e);
                 if let Err(e) = self.release(session, name, id, shared).await {
-                    log::warn!("{e}");
+                    log::warn!("{e}; closing the session instead");
+                    session.abandon();
                 }
                 Err(error)
             }
@@ -878,8 +896,11 @@ impl Inner {
             return Ok(());
         }
         let released = self.release(&hold.session, &name, hold.id, hold.shared).await;
-        if hold.own_session && released.is_ok() {
-            self.return_waiting_session(hold.session);
+        match &released {
+            Ok(()) if hold.own_session => self.return_waiting_session(hold.session),
+            Ok(()) => {}
+            // It may still hold the lock: closing it lets go for sure.
+            Err(_) => hold.session.abandon(),
         }
         released
     }

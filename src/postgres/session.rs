@@ -18,18 +18,14 @@ use super::config::ServerConfig;
 use super::error::{ServerError, reason};
 use crate::backend::LostSignal;
 
-/// How long an idle connection may go unanswered before TCP keepalives
-/// start probing, unless the connection string sets `keepalives_idle`.
-const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
-
 /// How long connecting may take, unless the connection string sets
 /// `connect_timeout`: a server behind a network that drops packets would
 /// otherwise keep a reconnect waiting for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many unanswered keepalive probes the server waits for before it
-/// ends the session of a client that vanished, freeing its locks.
-const SERVER_KEEPALIVE_PROBES: &str = "3";
+/// How many unanswered keepalive probes either end waits for before it
+/// gives the connection up.
+const KEEPALIVE_PROBES: u32 = 3;
 
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -40,6 +36,8 @@ pub(crate) struct Session {
     /// tells a holder record of this session from one of an earlier
     /// session that had the same pid.
     pub(crate) backend_start: SystemTime,
+    /// How often the heartbeat pings this session.
+    pub(crate) heartbeat: Duration,
     /// Statements prepared on this session, by their text: parsing and
     /// planning those of every acquire and release would cost the server
     /// more than running them.
@@ -81,6 +79,7 @@ impl Session {
             client,
             pid,
             backend_start,
+            heartbeat: config.heartbeat,
             prepared: Mutex::default(),
             lost,
             waiting: AtomicBool::new(false),
@@ -143,7 +142,7 @@ impl Session {
     /// Gives the session up: its locks are gone for us, so they must be
     /// gone on the server too — closing the socket ends the session there
     /// as soon as the server hears of it.
-    fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         self.lost.set();
         self.connection.abort();
     }
@@ -159,14 +158,27 @@ impl Drop for Waiting<'_> {
 }
 
 /// The client settings of every session: the connection string's, with
-/// packlock's defaults where it says nothing.
+/// packlock's defaults where it says nothing. TCP keepalives and the user
+/// timeout are paced by the heartbeat, so that a waiting session (which
+/// the heartbeat leaves alone) on a dead network fails within about four
+/// intervals rather than the system's default of hours.
 fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
     let mut client = config.client.clone();
+    let every = config.heartbeat;
     if client.get_application_name().is_none() {
         client.application_name("packlock");
     }
     if client.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-        client.keepalives_idle(KEEPALIVES_IDLE); // the client's default: too slow
+        client.keepalives_idle(every); // the client's default: too slow
+    }
+    if client.get_keepalives_interval().is_none() {
+        client.keepalives_interval(every);
+    }
+    if client.get_keepalives_retries().is_none() {
+        client.keepalives_retries(KEEPALIVE_PROBES);
+    }
+    if client.get_tcp_user_timeout().is_none() {
+        client.tcp_user_timeout(every * (KEEPALIVE_PROBES + 1));
     }
     if client.get_connect_timeout().is_none() {
         client.connect_timeout(CONNECT_TIMEOUT);
@@ -174,27 +186,48 @@ fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
     client
 }
 
-/// The session's first query: its backend pid and start, and its
-/// settings: server-side TCP keepalives paced by the heartbeat, so that
-/// the server frees the locks of a client host that vanished (powered off,
-/// cut off) after a few missed probes rather than the system's default of
-/// hours (sessions on a Unix socket ignore them); and read committed
-/// statements whatever the database's default, which the fence update
-/// folded into a try-lock relies on to see the last holder's fence.
+/// The session's first query: its backend pid and start, and the
+/// settings packlock's statements rely on, whatever the role's or the
+/// database's defaults:
+///
+/// * no `statement_timeout`, `lock_timeout`, `idle_session_timeout` or
+///   `idle_in_transaction_session_timeout`: they would end a long wait for
+///   a lock, or an idle session holding one;
+/// * read committed statements, which the fence update folded into a
+///   try-lock needs to see the last holder's fence;
+/// * server-side TCP keepalives and user timeout paced by the heartbeat,
+///   and (PostgreSQL 14 and later) a check of the client's socket during
+///   a long query, so that the server frees the locks of a client host
+///   that vanished (powered off, cut off) within about four intervals —
+///   also when it was granted a lock it waited for — rather than the
+///   system's default of hours. (Sessions on a Unix socket ignore the TCP
+///   settings.)
 async fn start(
     client: &Client,
     heartbeat: Duration,
 ) -> Result<(i32, SystemTime), tokio_postgres::Error> {
     let seconds = heartbeat.as_secs().max(1).to_string();
+    let millis = heartbeat.as_millis().to_string();
+    let user_timeout = (heartbeat * (KEEPALIVE_PROBES + 1)).as_millis().to_string();
+    let probes = KEEPALIVE_PROBES.to_string();
     let row = client
         .query_one(
-            "SELECT pid, backend_start, \
-                    set_config('tcp_keepalives_idle', $1, false), \
-                    set_config('tcp_keepalives_interval', $1, false), \
-                    set_config('tcp_keepalives_count', $2, false), \
-                    set_config('default_transaction_isolation', 'read committed', false) \
+            "SELECT pid, backend_start,
+                    set_config('statement_timeout', '0', false),
+                    set_config('lock_timeout', '0', false),
+                    set_config('idle_in_transaction_session_timeout', '0', false),
+                    set_config('default_transaction_isolation', 'read committed', false),
+                    set_config('tcp_keepalives_idle', $1, false),
+                    set_config('tcp_keepalives_interval', $1, false),
+                    set_config('tcp_keepalives_count', $2, false),
+                    CASE WHEN current_setting('server_version_num')::int >= 120000
+                         THEN set_config('tcp_user_timeout', $3, false) END,
+                    CASE WHEN current_setting('server_version_num')::int >= 140000
+                         THEN set_config('idle_session_timeout', '0', false) END,
+                    CASE WHEN current_setting('server_version_num')::int >= 140000
+                         THEN set_config('client_connection_check_interval', $4, false) END
              FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-            &[&seconds, &SERVER_KEEPALIVE_PROBES],
+            &[&seconds, &probes, &user_timeout, &millis],
         )
         .await?;
     Ok((row.get(0), row.get(1)))
