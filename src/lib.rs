@@ -37,7 +37,8 @@
 //!   so a process has at most one waiter per lock file in the kernel, and
 //!   threads and tasks are served in order.
 //! * **Uncontended**, an acquire takes the in-process slot and the OS lock
-//!   with a non-blocking call on the caller's thread. **Contended by another
+//!   with a non-blocking call on the caller's thread (a server lock's try
+//!   is a round trip: an async acquire makes it on the blocking pool). **Contended by another
 //!   process**, a sync acquire blocks its thread in the OS lock; an async
 //!   acquire waits on the `blocking` crate's thread pool, never on an
 //!   executor thread.

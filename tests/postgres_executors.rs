@@ -20,6 +20,7 @@ mod common;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::pg::PgCluster;
@@ -145,4 +146,41 @@ fn on_smol() {
 #[test]
 fn on_async_std() {
     round_on(Host::AsyncStd);
+}
+
+/// An async acquire never blocks its executor thread, not even when the
+/// server is slow to answer: its first try, a round trip, runs on the
+/// blocking pool. Here the session it tries on has gone silent; a task
+/// beside it on the same thread keeps ticking until the heartbeat gives
+/// that session up and the acquire gets the lock on a new one.
+#[test]
+fn an_async_acquire_never_blocks_its_executor_thread() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let proxy = common::proxy::Proxy::to_local(cluster.port);
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+        proxy.port()
+    );
+    let server = LockServer::builder(&conn).heartbeat(Duration::from_secs(1)).connect();
+    let lock = server.expect("connect through the proxy").lock(NAME).open().expect("open");
+    drop(lock.acquire().expect("the session and the name's row, ready"));
+    proxy.freeze();
+
+    let done = AtomicBool::new(false);
+    let ticks = AtomicUsize::new(0);
+    let acquire = async {
+        let hold = lock.acquire_async().await;
+        done.store(true, Ordering::SeqCst);
+        hold
+    };
+    let ticker = async {
+        while !done.load(Ordering::SeqCst) {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+            ticks.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let (hold, ()) = futures_lite::future::block_on(futures_lite::future::zip(acquire, ticker));
+    hold.expect("had on a new session").validate().expect("held");
+    let ticks = ticks.load(Ordering::SeqCst);
+    assert!(ticks >= 20, "the executor thread was blocked: {ticks} ticks beside the acquire");
 }

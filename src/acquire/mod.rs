@@ -82,7 +82,7 @@ pub(crate) async fn run(
                 log::debug!("acquired lock on {path} after {:?}", since.elapsed());
             }
             if let (true, Some(label)) = (claim.took_the_lock(), &options.label) {
-                backend.record_holder(label);
+                record_holder(&backend, label, wait).await;
             }
             return Ok(PackLockHold::new(claim, registration, options.tier));
         }
@@ -151,25 +151,54 @@ async fn take_slot(
 
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
 /// else by waiting as the waiter may.
-async fn lock_os(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    if try_lock(&mut claim, waiter)? {
+async fn lock_os(claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
+    let (claim, got) = try_lock(claim, waiter).await?;
+    if got {
         return Ok(claim);
     }
     let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
     Ok(claim)
 }
 
-/// Step 2: the backend's lock, without blocking. A backend out of reach for
-/// now (a lock server restarting, a connection cut) fails an acquire that
-/// may not wait; one that may goes on to wait, and its wait rides the
-/// outage out until had or until its deadline.
-fn try_lock(claim: &mut Claim, waiter: &Waiter) -> Result<bool, PackLockError> {
-    match claim.try_lock() {
+/// Step 2: the backend's lock, without waiting for it: on the caller's
+/// thread, unless the caller is async and the backend is remote (a round
+/// trip, longer when the far end is slow or gone), which runs on the
+/// blocking pool like a wait. A backend out of reach for now (a lock
+/// server restarting, a connection cut) fails an acquire that may not
+/// wait; one that may goes on to wait, and its wait rides the outage out
+/// until had or until its deadline.
+async fn try_lock(mut claim: Claim, waiter: &Waiter) -> Result<(Claim, bool), PackLockError> {
+    let (claim, tried) = if waiter.wait == Wait::Task && claim.backend().is_remote() {
+        let path = claim.backend().path().to_path_buf();
+        let job = move || {
+            let tried = claim.try_lock();
+            (claim, tried)
+        };
+        offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?
+    } else {
+        let tried = claim.try_lock();
+        (claim, tried)
+    };
+    match tried {
+        Ok(got) => Ok((claim, got)),
         Err(e) if waiter.wait != Wait::Never && e.is_transient() => {
             log::debug!("{e}; waiting for it");
-            Ok(false)
+            Ok((claim, false))
         }
-        done => done,
+        Err(e) => Err(e),
+    }
+}
+
+/// Records the holder's label (best effort), off the executor thread for
+/// an async caller of a remote backend.
+async fn record_holder(backend: &Arc<dyn LockBackend>, label: &str, wait: Wait) {
+    if wait == Wait::Task && backend.is_remote() {
+        let (backend, label) = (Arc::clone(backend), label.to_string());
+        if let Err(e) = offload::unblock(move || backend.record_holder(&label)).await {
+            log::debug!("cannot record the holder: {e}");
+        }
+    } else {
+        backend.record_holder(label);
     }
 }
 
@@ -203,7 +232,11 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
         }
     };
     // Another reader may have taken it while we waited for `taking`.
-    if claim.try_join(&lease) || try_lock(&mut claim, waiter)? {
+    if claim.try_join(&lease) {
+        return Ok(claim);
+    }
+    let (claim, got) = try_lock(claim, waiter).await?;
+    if got {
         return Ok(claim);
     }
     waiter.must_wait(claim.target())?;

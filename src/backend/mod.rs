@@ -208,6 +208,15 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// Gives the lock back.
     fn unlock(&self) -> Result<(), PackLockError>;
 
+    /// Whether this backend's calls go over the network — a round trip
+    /// each, longer when the far end is slow or gone — so that async
+    /// acquires make them on the blocking pool rather than on an executor
+    /// thread. A lock file's calls are local, non-blocking system calls,
+    /// made where the caller is.
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Checks a grant an acquire just got, or joined, before the acquire
     /// returns it: as [`is_current`](Self::is_current), which is the
     /// default, but a backend that knows cheaper says so here (a lock

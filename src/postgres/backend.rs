@@ -83,6 +83,10 @@ impl LockBackend for ServerLock {
         Ok(self.server.unlock(&self.name)?)
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     /// Without asking the server: a name is never replaced, and a grant
     /// just made (or joined) ended only if its session was lost.
     fn confirm(&self, grant: &Grant) -> Result<bool, PackLockError> {
