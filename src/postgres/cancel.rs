@@ -4,6 +4,7 @@
 //! the wait's connection went silent and no cancel gets through, by
 //! closing that connection.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -74,22 +75,24 @@ impl WaitCancel {
         self.0.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Runs `work` on the client thread until done, or until cancelled
+    /// (then `None`, and `work` is dropped where it stands).
+    pub(crate) async fn unless_cancelled<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let woken = self.0.woken.notified(); // registered before the check
+        if self.is_cancelled() {
+            return None;
+        }
+        let cancelled = async {
+            woken.await;
+            None
+        };
+        futures_lite::future::or(async { Some(work.await) }, cancelled).await
+    }
+
     /// Sleeps for `pause` on the client thread, or less if cancelled
     /// meanwhile; returns whether the wait goes on (not cancelled).
     pub(crate) async fn sleep(&self, pause: Duration) -> bool {
-        let woken = self.0.woken.notified(); // registered before the check
-        if self.is_cancelled() {
-            return false;
-        }
-        let slept = async {
-            tokio::time::sleep(pause).await;
-            true
-        };
-        let cancelled = async {
-            woken.await;
-            false
-        };
-        futures_lite::future::or(slept, cancelled).await && !self.is_cancelled()
+        self.unless_cancelled(tokio::time::sleep(pause)).await.is_some()
     }
 
     /// Points cancel requests at the session about to wait (call on the

@@ -782,8 +782,14 @@ impl Inner {
             return Err(self.cancelled(&name));
         }
         let reservation = self.reserve(&name)?;
-        let id = self.name_id(&name).await?;
-        let session = self.waiting_session().await?;
+        // Connecting may take up to its timeout: a cancel stops it too.
+        let ready = async {
+            Ok::<_, ServerError>((self.name_id(&name).await?, self.waiting_session().await?))
+        };
+        let Some(ready) = cancel.unless_cancelled(ready).await else {
+            return Err(self.cancelled(&name));
+        };
+        let (id, session) = ready?;
         let function = if shared { "pg_advisory_lock_shared" } else { "pg_advisory_lock" };
         let sql = format!("SELECT {function}($1, $2)");
         // A session that a cancel request was sent to is never waited on
