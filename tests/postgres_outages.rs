@@ -333,3 +333,27 @@ fn a_timed_out_wait_on_a_silent_connection_is_closed_within_two_heartbeats() {
     let hold = lock.acquire_timeout(common::DEADLINE).expect("free once the child let go");
     hold.validate().expect("held");
 }
+
+/// An async shared acquire dropped while its first try is still on the
+/// server (a slow one: its session went silent) keeps the process's other
+/// readers from trying beside it until that try is over: the next shared
+/// acquire gets the lock, rather than find the name busy in its own
+/// process.
+#[test]
+fn a_dropped_shared_acquire_keeps_others_out_until_its_try_is_over() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let proxy = Proxy::to_local(cluster.port);
+    let server = LockServer::builder(&through(&proxy)).heartbeat(HEARTBEAT).connect();
+    let readers = server.expect("connect through the proxy").lock(NAME).shared(true).open();
+    let readers = readers.expect("open");
+    drop(readers.acquire().expect("the session and the name's row, ready"));
+    proxy.freeze();
+
+    let mut dropped = Box::pin(readers.acquire_async());
+    let first_poll = future::block_on(future::poll_once(dropped.as_mut()));
+    assert!(first_poll.is_none(), "the try on a silent session cannot be done yet");
+    wait_until("the try went out into the silence", || proxy.held_back() > 0);
+    drop(dropped);
+    let next = future::block_on(readers.acquire_async());
+    next.expect("the next shared acquire gets the lock").validate().expect("held");
+}

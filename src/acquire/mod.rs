@@ -152,7 +152,7 @@ async fn take_slot(
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
 /// else by waiting as the waiter may.
 async fn lock_os(claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    let (claim, got) = try_lock(claim, waiter).await?;
+    let (claim, (), got) = try_lock(claim, (), waiter).await?;
     if got {
         return Ok(claim);
     }
@@ -163,27 +163,33 @@ async fn lock_os(claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockErr
 /// Step 2: the backend's lock, without waiting for it: on the caller's
 /// thread, unless the caller is async and the backend is remote (a round
 /// trip, longer when the far end is slow or gone), which runs on the
-/// blocking pool like a wait. A backend out of reach for now (a lock
+/// blocking pool like a wait, owning the claim and `passenger` (whatever
+/// else must stay held while it runs) so that a caller that goes away
+/// leaves nothing half done. A backend out of reach for now (a lock
 /// server restarting, a connection cut) fails an acquire that may not
 /// wait; one that may goes on to wait, and its wait rides the outage out
 /// until had or until its deadline.
-async fn try_lock(mut claim: Claim, waiter: &Waiter) -> Result<(Claim, bool), PackLockError> {
-    let (claim, tried) = if waiter.wait == Wait::Task && claim.backend().is_remote() {
+async fn try_lock<P: Send + 'static>(
+    mut claim: Claim,
+    passenger: P,
+    waiter: &Waiter,
+) -> Result<(Claim, P, bool), PackLockError> {
+    let (claim, passenger, tried) = if waiter.wait == Wait::Task && claim.backend().is_remote() {
         let path = claim.backend().path().to_path_buf();
         let job = move || {
             let tried = claim.try_lock();
-            (claim, tried)
+            (claim, passenger, tried)
         };
         offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?
     } else {
         let tried = claim.try_lock();
-        (claim, tried)
+        (claim, passenger, tried)
     };
     match tried {
-        Ok(got) => Ok((claim, got)),
+        Ok(got) => Ok((claim, passenger, got)),
         Err(e) if waiter.wait != Wait::Never && e.is_transient() => {
             log::debug!("{e}; waiting for it");
-            Ok((claim, false))
+            Ok((claim, passenger, false))
         }
         Err(e) => Err(e),
     }
@@ -235,7 +241,9 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
     if claim.try_join(&lease) {
         return Ok(claim);
     }
-    let (claim, got) = try_lock(claim, waiter).await?;
+    // The try owns `taking`: another reader of this process must not try
+    // while it runs, even if this acquire is dropped meanwhile.
+    let (claim, taking, got) = try_lock(claim, taking, waiter).await?;
     if got {
         return Ok(claim);
     }

@@ -19,6 +19,8 @@ pub struct Proxy {
     /// Connections accepted, including those the server refused (closed
     /// at once): how often clients tried.
     accepted: Arc<AtomicU64>,
+    /// Reads held back by frozen connections so far.
+    held_back: Arc<AtomicU64>,
 }
 
 /// One open connection: both sockets, and whether it is frozen.
@@ -50,15 +52,22 @@ impl Proxy {
         let port = listener.local_addr()?.port();
         let links = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (table, count) = (Arc::clone(&links), Arc::clone(&accepted));
+        let held_back = Arc::new(AtomicU64::new(0));
+        let (table, count, held) = (Arc::clone(&links), Arc::clone(&accepted), held_back.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let id = count.fetch_add(1, Ordering::SeqCst);
                 // A server that is down: the client's socket is closed.
-                let _ = forward(client, upstream, id, &table);
+                let _ = forward(client, upstream, id, &table, &held);
             }
         });
-        Ok(Proxy { port, links, accepted })
+        Ok(Proxy { port, links, accepted, held_back })
+    }
+
+    /// How many reads frozen connections have held back so far: something
+    /// was sent into the silence.
+    pub fn held_back(&self) -> u64 {
+        self.held_back.load(Ordering::SeqCst)
     }
 
     /// A proxy to the server on `port` of 127.0.0.1.
@@ -113,7 +122,13 @@ impl Proxy {
 
 /// Connects to `upstream` for `client` and starts the two pumps; the link
 /// leaves the table when either side ends or it is cut.
-fn forward(client: TcpStream, upstream: SocketAddr, id: u64, links: &Links) -> io::Result<()> {
+fn forward(
+    client: TcpStream,
+    upstream: SocketAddr,
+    id: u64,
+    links: &Links,
+    held_back: &Arc<AtomicU64>,
+) -> io::Result<()> {
     let server = TcpStream::connect(upstream)?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
@@ -122,9 +137,10 @@ fn forward(client: TcpStream, upstream: SocketAddr, id: u64, links: &Links) -> i
         [(client.try_clone()?, server.try_clone()?), (server.try_clone()?, client.try_clone()?)];
     lock(links).push(Link { id, client, server, frozen: Arc::clone(&frozen) });
     for (from, to) in pumps {
-        let (links, frozen) = (Arc::clone(links), Arc::clone(&frozen));
+        let (links, frozen, held_back) =
+            (Arc::clone(links), Arc::clone(&frozen), held_back.clone());
         std::thread::spawn(move || {
-            pump(from, to, &frozen);
+            pump(from, to, &frozen, &held_back);
             let mut links = lock(&links);
             if let Some(at) = links.iter().position(|link| link.id == id) {
                 links.swap_remove(at).cut();
@@ -136,10 +152,13 @@ fn forward(client: TcpStream, upstream: SocketAddr, id: u64, links: &Links) -> i
 
 /// Copies `from` to `to` until either ends, holding data (and the end of
 /// the stream) back while frozen.
-fn pump(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool) {
+fn pump(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool, held_back: &AtomicU64) {
     let mut buffer = [0; 16 * 1024];
     loop {
         let read = from.read(&mut buffer).unwrap_or(0);
+        if frozen.load(Ordering::SeqCst) {
+            held_back.fetch_add(1, Ordering::SeqCst);
+        }
         while frozen.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
         }
