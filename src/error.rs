@@ -109,13 +109,17 @@ pub enum PackLockError {
     /// The lock was not had within the time allowed
     /// ([`PackLock::acquire_timeout`](crate::PackLock::acquire_timeout) or an
     /// async timeout). Nothing is held or queued afterwards.
-    #[error("timed out after {timeout:?} waiting for lock `{}`", path.display())]
+    #[error("timed out after {timeout:?} waiting for lock `{}`{}", path.display(), in_parentheses(cause))]
     #[non_exhaustive]
     TimedOut {
         /// The lock file.
         path: PathBuf,
         /// The time allowed.
         timeout: Duration,
+        /// What kept the wait from reaching the lock at all, when known: a
+        /// lock server out of reach (its last error). `None` when the lock
+        /// was simply held all along.
+        cause: Option<String>,
     },
 
     /// The lock file is on a network or FUSE file system, where `flock`
@@ -189,6 +193,11 @@ pub enum PackLockError {
         #[from]
         source: crate::postgres::ServerError,
     },
+}
+
+/// ` (text)`, or nothing.
+fn in_parentheses(text: &Option<String>) -> String {
+    text.as_ref().map(|text| format!(" ({text})")).unwrap_or_default()
 }
 
 impl PackLockError {

@@ -494,7 +494,8 @@ impl PackLock {
     }
 
     pub(crate) fn timed_out(&self, timeout: Duration) -> PackLockError {
-        PackLockError::TimedOut { path: self.path().to_path_buf(), timeout }
+        let cause = self.current.peek().backend.wait_trouble();
+        PackLockError::TimedOut { path: self.path().to_path_buf(), timeout, cause }
     }
 
     /// The one acquire pipeline, waiting as `wait` says, recording in

@@ -235,6 +235,8 @@ fn while_the_server_is_down_waits_end_at_their_timeout_and_succeed_once_it_is_ba
     let waited = started.elapsed();
     assert!(matches!(err, PackLockError::TimedOut { .. }), "{err:?}");
     assert!(waited >= timeout && waited < timeout + SLACK, "gave up after {waited:?}");
+    // It says why it never reached the lock.
+    assert!(err.to_string().contains("is unavailable"), "{err}");
 
     // A wait without a deadline gets the lock once the server is back.
     std::thread::scope(|scope| {
@@ -248,6 +250,14 @@ fn while_the_server_is_down_waits_end_at_their_timeout_and_succeed_once_it_is_ba
         let fence = waiter.join().expect("waiter").expect("had once the server is back");
         assert!(fence > Some(before), "fence {fence:?} after {before}");
     });
+
+    // Once the server is back, a timeout behind a holder names no outage.
+    let _held = lock.acquire().expect("acquire");
+    let err = std::thread::scope(|scope| {
+        scope.spawn(|| lock.acquire_timeout(Duration::from_millis(200)).err()).join()
+    });
+    let err = err.expect("thread").expect("held by this thread");
+    assert!(matches!(err, PackLockError::TimedOut { cause: None, .. }), "{err:?}");
 }
 
 /// The shared holds of a name in one process share one server lock: once

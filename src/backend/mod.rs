@@ -208,6 +208,13 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// Gives the lock back.
     fn unlock(&self) -> Result<(), PackLockError>;
 
+    /// Why waits for this lock cannot reach it right now, when the backend
+    /// knows (a lock server out of reach: its last error), for the error
+    /// of a wait that timed out.
+    fn wait_trouble(&self) -> Option<String> {
+        None
+    }
+
     /// Whether this backend's calls go over the network — a round trip
     /// each, longer when the far end is slow or gone — so that async
     /// acquires make them on the blocking pool rather than on an executor

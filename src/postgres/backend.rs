@@ -87,6 +87,10 @@ impl LockBackend for ServerLock {
         true
     }
 
+    fn wait_trouble(&self) -> Option<String> {
+        self.server.trouble(&self.name)
+    }
+
     /// Without asking the server: a name is never replaced, and a grant
     /// just made (or joined) ended only if its session was lost.
     fn confirm(&self, grant: &Grant) -> Result<bool, PackLockError> {

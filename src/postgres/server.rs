@@ -101,6 +101,10 @@ struct Inner {
     ids: Mutex<HashMap<String, i32>>,
     /// The locks this process holds, or is acquiring, through this server.
     holds: Mutex<HashMap<String, Slot>>,
+    /// Lock name -> why the last wait for it found the server out of
+    /// reach, kept from that wait's start until it gets the lock: what a
+    /// wait that timed out meanwhile reports.
+    trouble: Mutex<HashMap<String, String>>,
     /// Last, so that the client thread stops after the sessions are dropped.
     driver: Driver,
 }
@@ -335,6 +339,7 @@ fn finish(
             idle: Mutex::default(),
             ids: Mutex::default(),
             holds: Mutex::default(),
+            trouble: Mutex::default(),
             driver,
         }),
     })
@@ -436,6 +441,12 @@ impl LockServer {
     /// does not hold `name` at all (rather than held and lost).
     pub(crate) fn check(&self, name: &str) -> Result<Option<bool>, ServerError> {
         self.run("check", name, self.inner.clone().is_current(name.to_string()))
+    }
+
+    /// Why the last wait for `name` found the server out of reach, if it
+    /// did and has not had the lock since.
+    pub(crate) fn trouble(&self, name: &str) -> Option<String> {
+        lock(&self.inner.trouble).get(name).cloned()
     }
 
     /// The signal set when the session holding `name` ends, if held.
@@ -755,16 +766,23 @@ impl Inner {
         cancel: WaitCancel,
     ) -> Result<u64, ServerError> {
         let mut pause = RETRY_FIRST;
+        lock(&self.trouble).remove(&name);
         loop {
             match self.clone().lock_once(name.clone(), shared, cancel.clone()).await {
                 Err(e) if e.is_unavailable() && !cancel.is_cancelled() => {
                     log::warn!("{e}; waiting for lock {name:?} again in {pause:?}");
+                    lock(&self.trouble).insert(name.clone(), e.to_string());
                     if !cancel.sleep(pause).await {
                         return Err(self.cancelled(&name));
                     }
                     pause = (pause * 2).min(RETRY_AT_MOST);
                 }
-                done => return done,
+                Ok(fence) => {
+                    lock(&self.trouble).remove(&name);
+                    return Ok(fence);
+                }
+                // A cancel (a timeout) keeps the trouble for its error.
+                failed => return failed,
             }
         }
     }
