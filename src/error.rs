@@ -119,6 +119,24 @@ pub enum PackLockError {
         /// What kept the wait from reaching the lock at all, when known: a
         /// lock server out of reach (its last error). `None` when the lock
         /// was simply held all along.
+        ///
+        /// ```
+        /// # use packlock::PackLockError;
+        /// # let dir = tempfile::tempdir().expect("temp dir");
+        /// # let lock = packlock::PackLock::open(dir.path())?;
+        /// # let _held = lock.acquire()?;
+        /// # let err = std::thread::scope(|s| {
+        /// #     s.spawn(|| lock.acquire_timeout(std::time::Duration::from_millis(10)).err()).join()
+        /// # }).expect("thread").expect("held");
+        /// if let PackLockError::TimedOut { cause, .. } = &err {
+        ///     match cause {
+        ///         Some(cause) => eprintln!("never reached the lock: {cause}"),
+        ///         None => eprintln!("the lock stayed held"),
+        ///     }
+        /// }
+        /// # assert!(matches!(err, PackLockError::TimedOut { cause: None, .. }));
+        /// # Ok::<(), PackLockError>(())
+        /// ```
         cause: Option<String>,
     },
 

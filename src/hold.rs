@@ -207,9 +207,9 @@ impl PackLockHold {
     /// it ended (server restarted or failed over, connection cut and
     /// noticed, backend terminated); [`validate`](Self::validate) then
     /// fails with [`PackLockError::Lost`]. The client learns it when the
-    /// session's connection ends, at once when the server closes it, and
-    /// within the TCP keepalive time (see the `postgres` module) when the
-    /// network goes silent. Works on any executor, and does not borrow the
+    /// session's connection ends, at once when the server closes it or the
+    /// connection is cut, and within two heartbeat intervals (10 s by
+    /// default; see the `postgres` module) when the network goes silent. Works on any executor, and does not borrow the
     /// hold, so it can race the work the hold protects.
     ///
     /// A lock file cannot be lost while held (the kernel keeps it until

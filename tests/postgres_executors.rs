@@ -18,37 +18,24 @@
 mod common;
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::pg::PgCluster;
+use common::server_roles::NAME;
 use common::wait_until;
 use packlock::postgres::LockServer;
 use packlock::{PackLock, PackLockError, PackLockHold};
 
-const NAME: &str = "packs/foo";
 const GIVE_UP_AFTER: Duration = Duration::from_millis(300);
 
 #[test]
 fn child_process_entry() {
     common::child_process_entry(|args| match args.role.as_str() {
-        "hold" => hold(&args.dir),
+        "hold" => common::server_roles::hold(&args.dir),
         other => panic!("unknown role {other}"),
     });
-}
-
-/// Child role: hold the lock until told, then release it.
-fn hold(dir: &Path) {
-    let conn = std::fs::read_to_string(dir.join("conn")).expect("read conn");
-    let lock = LockServer::connect(&conn).expect("connect").lock(NAME).open().expect("open");
-    let hold = lock.acquire().expect("acquire");
-    std::fs::write(dir.join("fence"), hold.fence().expect("fence").to_string()).expect("write");
-    common::tell_parent("locked");
-    common::wait_for_parent();
-    drop(hold);
-    common::tell_parent("released");
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -89,13 +76,6 @@ impl Host {
     }
 }
 
-/// Advisory locks waited for on the server, by anyone.
-fn waiting(cluster: &PgCluster) -> i64 {
-    let count =
-        cluster.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
-    count.parse().expect("a count")
-}
-
 fn round_on(host: Host) {
     let Some(cluster) = PgCluster::start() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -114,14 +94,14 @@ fn round_on(host: Host) {
         host.acquire_timeout(&timed, GIVE_UP_AFTER).await.map(|hold| hold.fence())
     });
     assert!(matches!(gave_up, Err(PackLockError::TimedOut { .. })), "{gave_up:?}");
-    wait_until("the abandoned wait leaves the server", || waiting(&cluster) == 0);
+    wait_until("the abandoned wait leaves the server", || cluster.advisory_waiters() == 0);
 
     std::thread::scope(|scope| {
         let waiting_lock = Arc::clone(&lock);
         let waiter = scope.spawn(move || {
             host.block_on(async move { waiting_lock.acquire_async().await.map(|h| h.fence()) })
         });
-        wait_until("the wait reaches the server", || waiting(&cluster) == 1);
+        wait_until("the wait reaches the server", || cluster.advisory_waiters() == 1);
         common::release(holder);
         let fence = waiter.join().expect("waiter").expect("acquire_async");
         assert!(fence > Some(theirs), "fence {fence:?} after the child's {theirs}");
@@ -157,10 +137,7 @@ fn on_async_std() {
 fn an_async_acquire_never_blocks_its_executor_thread() {
     let Some(cluster) = PgCluster::start() else { return };
     let proxy = common::proxy::Proxy::to_local(cluster.port);
-    let conn = format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
-        proxy.port()
-    );
+    let conn = common::pg::conn_at(proxy.port(), "postgres");
     let server = LockServer::builder(&conn).heartbeat(Duration::from_secs(1)).connect();
     let lock = server.expect("connect through the proxy").lock(NAME).open().expect("open");
     drop(lock.acquire().expect("the session and the name's row, ready"));

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::pg::PgCluster;
 use common::proxy::Proxy;
+use common::server_roles::NAME;
 use common::{Child, wait_until};
 use futures_lite::future;
 use packlock::postgres::{LockServer, ServerError};
 use packlock::{PackLock, PackLockError, PackLockHold};
-
-const NAME: &str = "packs/foo";
 
 /// How soon `lost()` completes once the connection is closed under it:
 /// the client hears of it at once.
@@ -36,7 +35,7 @@ const SLACK: Duration = Duration::from_millis(700);
 fn child_process_entry() {
     common::child_process_entry(|args| match args.role.as_str() {
         "wait_and_report" => wait_and_report(&args.dir),
-        "hold" => hold(&args.dir),
+        "hold" => common::server_roles::hold(&args.dir),
         other => panic!("unknown role {other}"),
     });
 }
@@ -53,18 +52,11 @@ fn test_dir(cluster: &PgCluster) -> tempfile::TempDir {
 
 /// The superuser's connection string through `proxy`.
 fn through(proxy: &Proxy) -> String {
-    format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", proxy.port())
+    common::pg::conn_at(proxy.port(), "postgres")
 }
 
 fn open(server: &LockServer) -> PackLock {
     server.lock(NAME).open().expect("open")
-}
-
-/// Advisory locks waited for on the server, by anyone.
-fn waiting(cluster: &PgCluster) -> i64 {
-    let count =
-        cluster.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
-    count.parse().expect("a count")
 }
 
 /// The fence the child wrote (poll: it writes once it holds).
@@ -116,7 +108,7 @@ impl Scene {
         let hold = lock.acquire().expect("acquire");
         let ours = hold.fence().expect("fence");
         let waiter = Child::spawn("wait_and_report", dir.path());
-        wait_until("the child waits on the server", || waiting(cluster) == 1);
+        wait_until("the child waits on the server", || cluster.advisory_waiters() == 1);
         Scene { lock, hold, ours, waiter, dir }
     }
 
@@ -146,17 +138,6 @@ fn wait_and_report(dir: &Path) {
     std::fs::write(dir.join("fence"), hold.fence().expect("fence").to_string()).expect("write");
     common::wait_for_parent();
     drop(hold);
-}
-
-/// Child role: hold the lock until told, then release it.
-fn hold(dir: &Path) {
-    let conn = std::fs::read_to_string(dir.join("conn")).expect("read conn");
-    let lock = open(&LockServer::connect(&conn).expect("connect"));
-    let hold = lock.acquire().expect("acquire");
-    common::tell_parent("locked");
-    common::wait_for_parent();
-    drop(hold);
-    common::tell_parent("released");
 }
 
 // --- tests ----------------------------------------------------------------------
@@ -197,7 +178,7 @@ fn a_silent_connection_is_found_lost_within_two_heartbeats() {
     assert_lost_within(&scene.hold, 2 * HEARTBEAT + SLACK);
     // Nothing reached the server: it still holds the lock for the session
     // the client gave up. That is what the fence is for.
-    assert_eq!(waiting(&cluster), 1, "the child still waits");
+    assert_eq!(cluster.advisory_waiters(), 1, "the child still waits");
     // Once the network heals, the client's close reaches it.
     proxy.thaw();
     scene.handed_over();
@@ -251,7 +232,12 @@ fn while_the_server_is_down_waits_end_at_their_timeout_and_succeed_once_it_is_ba
         assert!(fence > Some(before), "fence {fence:?} after {before}");
     });
 
-    // Once the server is back, a timeout behind a holder names no outage.
+    // Once the server is back and an acquire reached it (here a try: the
+    // lock is free), a timeout behind a holder names no outage.
+    cluster.stop();
+    let err = lock.acquire_timeout(Duration::from_millis(300)).unwrap_err();
+    assert!(matches!(err, PackLockError::TimedOut { cause: Some(_), .. }), "{err:?}");
+    cluster.start_again();
     let _held = lock.acquire().expect("acquire");
     let err = std::thread::scope(|scope| {
         scope.spawn(|| lock.acquire_timeout(Duration::from_millis(200)).err()).join()
@@ -298,7 +284,11 @@ fn a_roles_timeouts_end_neither_waits_nor_idle_holds() {
     // Longer than every timeout: the child waits, we hold and idle.
     std::thread::sleep(Duration::from_millis(1200));
     hold.validate().expect("an idle hold outlives idle_session_timeout");
-    assert_eq!(waiting(&cluster), 1, "the wait outlives statement_timeout and lock_timeout");
+    assert_eq!(
+        cluster.advisory_waiters(),
+        1,
+        "the wait outlives statement_timeout and lock_timeout"
+    );
     drop(hold);
     let theirs = their_fence(dir.path());
     assert!(theirs > ours, "the waiter's fence {theirs} after ours {ours}");
@@ -322,7 +312,7 @@ fn a_timed_out_wait_on_a_silent_connection_is_closed_within_two_heartbeats() {
     let timeout = Duration::from_secs(2);
     std::thread::scope(|scope| {
         let waiter = scope.spawn(|| lock.acquire_timeout(timeout).map(drop));
-        wait_until("we wait on the server", || waiting(&cluster) == 1);
+        wait_until("we wait on the server", || cluster.advisory_waiters() == 1);
         proxy.freeze();
         let waited = waiter.join().expect("waiter");
         assert!(matches!(waited, Err(PackLockError::TimedOut { .. })), "{waited:?}");

@@ -6,8 +6,10 @@
 //! 0. record the lock in the caller's thread's or task's record of what it
 //!    holds (failing a re-entrant acquire, reporting a tier out of order);
 //! 1. take the lock's in-process slot;
-//! 2. fast path: try the backend's lock without blocking, on the caller's
-//!    thread;
+//! 2. fast path: try the backend's lock without waiting for it, on the
+//!    caller's thread (for an async caller of a remote backend, on the
+//!    `blocking` pool); a backend out of reach sends an acquire that may
+//!    wait on to step 3;
 //! 3. slow path: block in the backend's lock — on the caller's thread for
 //!    sync callers, on the `blocking` pool for async ones;
 //! 4. confirm the grant (for a file: the lock is still the one the path

@@ -16,8 +16,10 @@
 //!   name.
 //! * **Try-lock** ([`LockBackend::try_lock`]): take the lock in a [`Mode`]
 //!   without waiting; `Ok(false)` when someone else holds it. It runs on
-//!   the caller's thread, also for async callers, so it must not block for
-//!   long (a file lock call; one round trip to a server).
+//!   the caller's thread — except for async callers of a backend that
+//!   [is remote](LockBackend::is_remote) (a round trip to a server), where
+//!   it runs on the `blocking` pool — so a local backend's try must not
+//!   block.
 //! * **Blocking lock** ([`LockBackend::lock`]): wait until granted,
 //!   blocking the calling thread. The pipeline calls it on the caller's
 //!   thread for sync acquires and on the `blocking` pool for async ones;
@@ -36,6 +38,11 @@
 //!   (the file at the path was replaced): the pipeline then calls
 //!   [`LockBackend::reopen`] and tries again. A backend whose holds can be
 //!   *lost* (a server session that ends) reports that as an error here.
+//!   Right after a grant the pipeline asks [`LockBackend::confirm`]
+//!   instead, which is `is_current` unless the backend knows cheaper.
+//! * **Why a wait is stuck** ([`LockBackend::wait_trouble`]): what kept
+//!   waits from reaching the lock at all (a server out of reach), for the
+//!   `cause` of a `TimedOut`.
 //! * **Holders** ([`LockBackend::holders`]) and the **holder record**
 //!   ([`LockBackend::record_holder`]): diagnostics only, best effort, for
 //!   `Busy`, the slow-wait log line and `PackLock::holders`.

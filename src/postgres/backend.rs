@@ -60,8 +60,10 @@ impl LockBackend for ServerLock {
         &self.path
     }
 
-    /// One round trip on the server's main session; an exclusive grant
-    /// commits the new fence first.
+    /// On the server's main session: one round trip for an exclusive try
+    /// (try-lock, fence and record in one statement, the fence committed
+    /// before it returns), two for a shared one (the try, then the fence
+    /// read and the record); the first try of a name also inserts its row.
     fn try_lock(&self, mode: Mode) -> Result<Option<Grant>, PackLockError> {
         let fence = self.server.try_lock(&self.name, Self::shared(mode))?;
         Ok(fence.map(|fence| self.grant(fence)))
@@ -70,7 +72,8 @@ impl LockBackend for ServerLock {
     /// Waits on a session of its own; `interrupt` cancels the waiting
     /// query (a cancel request to the server), so an abandoned wait ends
     /// within a round trip or two, with nothing held and nothing queued on
-    /// the server.
+    /// the server; a wait whose connection went silent ends when that
+    /// connection is closed, within two heartbeat intervals.
     fn lock(&self, mode: Mode, interrupt: &Interrupt) -> Result<Grant, PackLockError> {
         let cancel = WaitCancel::new();
         let canceller = cancel.clone();

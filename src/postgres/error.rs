@@ -29,8 +29,10 @@ pub enum ServerError {
         reason: String,
     },
 
-    /// The server refused us (wrong password, no such database or role,
-    /// TLS required, refused or not trusted).
+    /// Connecting failed for a reason waiting will not fix: the server
+    /// refused us (wrong password, no such database or role, TLS required,
+    /// refused or not trusted), or the client could not be set up (the CA
+    /// file, TLS, the client thread).
     #[error("cannot connect to lock server {server}: {reason}")]
     #[non_exhaustive]
     Connect {
@@ -44,7 +46,21 @@ pub enum ServerError {
     /// on was lost: the server restarted or is shutting down, the
     /// connection was cut or went silent, the backend was terminated.
     /// Waits for a lock ride these out until their deadline; other
-    /// operations report them at once.
+    /// operations report them on their first attempt (after up to
+    /// `connect_timeout`, 10 s by default, when packets are dropped).
+    ///
+    /// ```no_run
+    /// use packlock::postgres::LockServer;
+    ///
+    /// // Start before the lock server does: keep trying while it is out of reach.
+    /// let server = loop {
+    ///     match LockServer::connect("host=db.internal user=packs dbname=locks") {
+    ///         Err(e) if e.is_unavailable() => std::thread::sleep(std::time::Duration::from_secs(1)),
+    ///         connected => break connected?,
+    ///     }
+    /// };
+    /// # Ok::<(), packlock::postgres::ServerError>(())
+    /// ```
     #[error("lock server {server} is unavailable: {reason}")]
     #[non_exhaustive]
     Unavailable {
@@ -87,8 +103,8 @@ pub enum ServerError {
         reason: &'static str,
     },
 
-    /// A lock operation failed on the server, or the session it ran on was
-    /// lost (connection closed, server restarted, backend terminated).
+    /// A lock operation failed on the server (a lost session or a server
+    /// out of reach is [`Unavailable`](Self::Unavailable)).
     #[error("lock server {server}: {what} of lock {name:?} failed: {reason}")]
     #[non_exhaustive]
     Operation {

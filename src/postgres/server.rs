@@ -33,6 +33,10 @@ const IDLE_WAITERS: usize = 1;
 /// server.
 const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The longest heartbeat: past it, a vanished peer goes unnoticed for
+/// hours, and the server's keepalive settings overflow.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(60 * 60);
+
 /// The pause before a wait that lost the server tries again; it doubles
 /// with each failed attempt, up to [`RETRY_AT_MOST`].
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -44,7 +48,11 @@ const RETRY_AT_MOST: Duration = Duration::from_secs(2);
 /// Connect once per process and share it: clones are cheap and use the
 /// same sessions. Connecting checks the server at once — reachable, the
 /// credentials accepted, the lock tables there or created — and fails with
-/// an error naming the server (never the password). A session lost later
+/// an error naming the server (never the password): at once when the
+/// server refuses the connection, within `connect_timeout` (10 s by
+/// default) when packets are dropped; [`ServerError::Unavailable`] when it
+/// is out of reach, [`ServerError::Connect`] when it refused us. A session
+/// lost later
 /// (server restarted, connection cut, backend terminated) ends the locks it
 /// held; the next operation opens a new one.
 ///
@@ -101,9 +109,9 @@ struct Inner {
     ids: Mutex<HashMap<String, i32>>,
     /// The locks this process holds, or is acquiring, through this server.
     holds: Mutex<HashMap<String, Slot>>,
-    /// Lock name -> why the last wait for it found the server out of
-    /// reach, kept from that wait's start until it gets the lock: what a
-    /// wait that timed out meanwhile reports.
+    /// Lock name -> why a wait for it found the server out of reach, kept
+    /// from that wait's first failed attempt until an attempt reaches the
+    /// server again: what a wait that timed out meanwhile reports.
     trouble: Mutex<HashMap<String, String>>,
     /// Last, so that the client thread stops after the sessions are dropped.
     driver: Driver,
@@ -224,7 +232,7 @@ impl LockServerBuilder {
     }
 
     /// How often each session that is not waiting for a lock is pinged
-    /// (default 5 s, at least 1 s). A session whose ping goes
+    /// (default 5 s, at least 1 s, at most 1 h). A session whose ping goes
     /// unanswered for one more interval is given up: its holds'
     /// [`lost`](crate::PackLockHold::lost) completes, so a silent
     /// connection — a network partition, a frozen server — is noticed
@@ -244,7 +252,7 @@ impl LockServerBuilder {
     /// # Ok::<(), packlock::postgres::ServerError>(())
     /// ```
     pub fn heartbeat(mut self, every: Duration) -> LockServerBuilder {
-        self.heartbeat = every.max(MIN_HEARTBEAT);
+        self.heartbeat = every.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
         self
     }
 
@@ -443,8 +451,8 @@ impl LockServer {
         self.run("check", name, self.inner.clone().is_current(name.to_string()))
     }
 
-    /// Why the last wait for `name` found the server out of reach, if it
-    /// did and has not had the lock since.
+    /// Why a wait for `name` found the server out of reach, if one did and
+    /// no acquire of it has reached the server since.
     pub(crate) fn trouble(&self, name: &str) -> Option<String> {
         lock(&self.inner.trouble).get(name).cloned()
     }
@@ -671,6 +679,7 @@ impl Inner {
         } else {
             self.try_lock_exclusive(&session, &name, id).await?
         };
+        lock(&self.trouble).remove(&name); // the server is in reach again
         if fence.is_some() {
             reservation.hold(Hold { session, id, shared, own_session: false });
         }
@@ -794,8 +803,8 @@ impl Inner {
         shared: bool,
         cancel: WaitCancel,
     ) -> Result<u64, ServerError> {
-        // Called once the lock was found taken: no try first, which would
-        // only cost a round trip.
+        // Called once a try found the lock taken, or the server out of
+        // reach: no try first, which would only cost a round trip.
         if cancel.is_cancelled() {
             return Err(self.cancelled(&name));
         }
@@ -808,6 +817,7 @@ impl Inner {
             return Err(self.cancelled(&name));
         };
         let (id, session) = ready?;
+        lock(&self.trouble).remove(&name); // the server is in reach again
         let function = if shared { "pg_advisory_lock_shared" } else { "pg_advisory_lock" };
         let sql = format!("SELECT {function}($1, $2)");
         // A session that a cancel request was sent to is never waited on

@@ -25,6 +25,8 @@ pub mod pg;
 pub mod proc_locks;
 pub mod proxy;
 pub mod section;
+#[cfg(all(unix, feature = "postgres"))]
+pub mod server_roles;
 #[cfg(target_os = "linux")]
 pub mod tmpfs;
 

@@ -148,7 +148,13 @@ impl PgCluster {
 
     /// A keyword connection string for `user` over TCP.
     pub fn conn(&self, user: &str) -> String {
-        format!("host=127.0.0.1 port={} user={user} dbname=postgres sslmode=disable", self.port)
+        conn_at(self.port, user)
+    }
+
+    /// Advisory locks waited for on the server, by anyone.
+    pub fn advisory_waiters(&self) -> i64 {
+        let sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+        self.psql(sql).parse().expect("a count")
     }
 
     /// The superuser's connection string.
@@ -254,6 +260,12 @@ impl Drop for PgCluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A keyword connection string for `user` to a server (or a proxy in
+/// front of one) on `port` of 127.0.0.1.
+pub fn conn_at(port: u16, user: &str) -> String {
+    format!("host=127.0.0.1 port={port} user={user} dbname=postgres sslmode=disable")
 }
 
 /// Makes `path` the server's (when running as root), mode 0600: what

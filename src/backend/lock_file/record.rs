@@ -183,7 +183,7 @@ impl Record {
 
 /// Records this process, labelled `label`, as the holder of the lock file
 /// `file` (best effort). Only a file that is empty or holds packlock's own
-/// content (a fence line, a record) is written, keeping its fence line:
+/// content (a fence line, a record, padding) is written, keeping its fence line:
 /// anything else may be someone's data (people do lock their data files,
 /// and append to them while holding the lock), so it is left byte for
 /// byte as it is. A read-only lock file, too, just stays without a record.
