@@ -6,15 +6,14 @@
 //! `locked` once held; `unlock`, answered `unlocked <ns>`, the wall clock
 //! read just before the release began. End of input ends the child.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Instant;
+use std::ffi::OsStr;
+use std::io::{BufRead, Write};
 
 use packlock::PackLockHold;
 use packlock::postgres::LockServer;
 
 use super::raw::RawSession;
-use crate::support::child::wall_clock_ns;
+use crate::support::child::{Holder, wall_clock_ns};
 
 const ROLE_VAR: &str = "PACKLOCK_BENCH_SERVER_HOLDER";
 const CONN_VAR: &str = "PACKLOCK_BENCH_SERVER_CONN";
@@ -64,65 +63,8 @@ fn hold_on_command(conn: &str, name: &str) {
     }
 }
 
-/// A child process holding the server lock `name` on command.
-pub struct ServerHolder {
-    process: Child,
-    commands: ChildStdin,
-    answers: BufReader<ChildStdout>,
-}
-
-impl ServerHolder {
-    pub fn spawn(conn: &str, name: &str) -> Self {
-        let exe = std::env::current_exe().expect("current exe");
-        let mut process = Command::new(exe)
-            .env(ROLE_VAR, name)
-            .env(CONN_VAR, conn)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn the holder child process");
-        let commands = process.stdin.take().expect("child stdin");
-        let answers = BufReader::new(process.stdout.take().expect("child stdout"));
-        ServerHolder { process, commands, answers }
-    }
-
-    /// Makes the child take the lock (`"packlock"` or `"raw"`); returns
-    /// once it holds it.
-    pub fn lock(&mut self, how: &str) {
-        self.send(&format!("lock {how}"));
-        assert_eq!(self.answer(), "locked");
-    }
-
-    /// Tells the child to release; returns the instant before the command.
-    pub fn release(&mut self) -> Instant {
-        let at = Instant::now();
-        self.send("unlock");
-        at
-    }
-
-    /// The child's wall clock just before its last release began, in ns.
-    pub fn released_at(&mut self) -> i128 {
-        let answer = self.answer();
-        let at = answer.strip_prefix("unlocked ").expect("answer to unlock");
-        at.parse().expect("timestamp")
-    }
-
-    fn send(&mut self, command: &str) {
-        self.commands.write_all(format!("{command}\n").as_bytes()).expect("command to child");
-        self.commands.flush().expect("flush command");
-    }
-
-    fn answer(&mut self) -> String {
-        let mut line = String::new();
-        let read = self.answers.read_line(&mut line).expect("answer from child");
-        assert!(read > 0, "the holder child exited");
-        line.trim_end().to_string()
-    }
-}
-
-impl Drop for ServerHolder {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+/// A child process holding the server lock `name` on command; lock it
+/// with `lock_by("lock packlock")` or `lock_by("lock raw")`.
+pub fn spawn_holder(conn: &str, name: &str) -> Holder {
+    Holder::spawn_with(&[(ROLE_VAR, OsStr::new(name)), (CONN_VAR, OsStr::new(conn))])
 }

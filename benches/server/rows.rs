@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use packlock::postgres::LockServer;
 
-use crate::child::ServerHolder;
+use crate::child::spawn_holder;
 use crate::pg::PgCluster;
 use crate::raw::RawSession;
+use crate::support::child::Holder;
 use crate::support::child::wall_clock_ns;
 use crate::support::report::Row;
 use crate::support::{RunMode, env_count, format_ns};
@@ -55,7 +56,7 @@ pub fn run(
     }
     let conn = cluster.admin();
     let monitor = RawSession::connect(&conn, NAME);
-    let mut holder = ServerHolder::spawn(&conn, NAME);
+    let mut holder = spawn_holder(&conn, NAME);
     let mut rows = Vec::new();
     if selected(HANDOFF) {
         rows.push(handoff(server, &conn, &monitor, &mut holder, &counts));
@@ -80,7 +81,8 @@ struct Stamp {
 /// stamps the moment it holds the lock, releases and reports the stamp.
 struct Waiter {
     name: &'static str,
-    /// How the child holds the lock for this waiter: `packlock` or `raw`.
+    /// The command that has the child hold the lock for this waiter:
+    /// `lock packlock` or `lock raw`.
     holder: &'static str,
     go: mpsc::Sender<()>,
     done: Receiver<Stamp>,
@@ -112,19 +114,19 @@ fn handoff(
     server: &LockServer,
     conn: &str,
     monitor: &RawSession,
-    holder: &mut ServerHolder,
+    holder: &mut Holder,
     counts: &Counts,
 ) -> Row {
     let lock = server.lock(NAME).open().expect("open");
     let raw = RawSession::connect(conn, NAME);
     let waiters = [
-        waiter("packlock `acquire()`", "packlock", move || {
+        waiter("packlock `acquire()`", "lock packlock", move || {
             let hold = lock.acquire().expect("acquire");
             let got = stamp();
             drop(hold);
             got
         }),
-        waiter("by hand: `pg_advisory_lock` + fence `UPDATE`", "raw", move || {
+        waiter("by hand: `pg_advisory_lock` + fence `UPDATE`", "lock raw", move || {
             raw.lock();
             raw.bump();
             let got = stamp();
@@ -137,7 +139,7 @@ fn handoff(
     for round in 0..counts.warmup_handoffs + counts.handoffs {
         for k in 0..waiters.len() {
             let i = if round % 2 == 0 { k } else { waiters.len() - 1 - k };
-            holder.lock(waiters[i].holder);
+            holder.lock_by(waiters[i].holder);
             waiters[i].go.send(()).expect("waiter thread");
             monitor.wait_until_waiting();
             let commanded = holder.release();
@@ -204,11 +206,11 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 fn waiting_queries(
     cluster: &PgCluster,
     monitor: &RawSession,
-    holder: &mut ServerHolder,
+    holder: &mut Holder,
     counts: &Counts,
 ) -> Row {
     set_log_statement(cluster, "all");
-    holder.lock("packlock");
+    holder.lock_by("lock packlock");
     let log = ServerLog::new(cluster);
     let before_acquire = log.len();
 

@@ -7,6 +7,7 @@
 //! wall clock, unlocks and answers `unlocked <nanoseconds since the Unix
 //! epoch, read just before the unlock call>`. End of input ends the child.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -54,7 +55,9 @@ pub fn wall_clock_ns() -> i128 {
     i128::try_from(since_epoch.as_nanos()).expect("wall clock in range")
 }
 
-/// A child process holding a lock file on command.
+/// A child process holding a lock on command: a lock file
+/// ([`spawn`](Self::spawn)), or whatever a bench's own child role holds
+/// ([`spawn_with`](Self::spawn_with)) over the same line protocol.
 pub struct Holder {
     process: Child,
     commands: ChildStdin,
@@ -63,10 +66,14 @@ pub struct Holder {
 
 impl Holder {
     pub fn spawn(path: &Path) -> Self {
+        Self::spawn_with(&[(ROLE_VAR, OsStr::new(HOLDER)), (FILE_VAR, path.as_os_str())])
+    }
+
+    /// This bench binary again, with `env` set (which tells it its role).
+    pub fn spawn_with(env: &[(&str, &OsStr)]) -> Self {
         let exe = std::env::current_exe().expect("current exe");
         let mut process = Command::new(exe)
-            .env(ROLE_VAR, HOLDER)
-            .env(FILE_VAR, path)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -78,7 +85,13 @@ impl Holder {
 
     /// Makes the child take the lock; returns once it holds it.
     pub fn lock(&mut self) {
-        self.send("lock");
+        self.lock_by("lock");
+    }
+
+    /// Makes the child take the lock by `command` (a role may know
+    /// several ways); returns once it holds it.
+    pub fn lock_by(&mut self, command: &str) {
+        self.send(command);
         assert_eq!(self.answer(), "locked");
     }
 
