@@ -54,10 +54,41 @@ impl ServerHolder {
 /// start (see [`Session::backend_start`](super::session::Session)).
 pub(crate) const LOCK_PARAMS: [Type; 3] = [Type::INT4, Type::INT4, Type::TIMESTAMPTZ];
 
+/// The text of the statements every acquire and release sends, made once
+/// per server from its tables' names (each is then prepared once per
+/// session).
+#[derive(Debug)]
+pub(crate) struct LockStatements {
+    /// [`try_granted_sql`].
+    pub(crate) try_exclusive: String,
+    /// [`granted_sql`], exclusive and shared.
+    granted: [String; 2],
+    /// [`release_sql`], exclusive and shared.
+    release: [String; 2],
+}
+
+impl LockStatements {
+    pub(crate) fn new(tables: &Tables) -> Self {
+        LockStatements {
+            try_exclusive: try_granted_sql(tables),
+            granted: [granted_sql(tables, false), granted_sql(tables, true)],
+            release: [release_sql(tables, false), release_sql(tables, true)],
+        }
+    }
+
+    pub(crate) fn granted(&self, shared: bool) -> &str {
+        &self.granted[usize::from(shared)]
+    }
+
+    pub(crate) fn release(&self, shared: bool) -> &str {
+        &self.release[usize::from(shared)]
+    }
+}
+
 /// After a grant: the fence statement, which also records the hold. One
 /// autocommitted statement, so the new fence is committed before the
 /// acquire returns it.
-pub(crate) fn granted_sql(tables: &Tables, shared: bool) -> String {
+fn granted_sql(tables: &Tables, shared: bool) -> String {
     let Tables { names, holds, .. } = tables;
     let fence = if shared {
         format!("SELECT fence FROM {names} WHERE id = $2")
@@ -79,7 +110,7 @@ pub(crate) fn granted_sql(tables: &Tables, shared: bool) -> String {
 /// from holder to holder. (A shared grant only reads the fence, which this
 /// statement's snapshot could show from before a holder that came and went
 /// while it ran: shared grants keep two statements.)
-pub(crate) fn try_granted_sql(tables: &Tables) -> String {
+fn try_granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
     let got = "(SELECT got FROM l)";
     let record = record_sql(holds, got);
@@ -104,7 +135,7 @@ fn record_sql(holds: &str, when: &str) -> String {
 
 /// The release: the advisory unlock and the end of the hold's record in
 /// one statement; the row says whether the session held the lock.
-pub(crate) fn release_sql(tables: &Tables, shared: bool) -> String {
+fn release_sql(tables: &Tables, shared: bool) -> String {
     let function = if shared { "pg_advisory_unlock_shared" } else { "pg_advisory_unlock" };
     format!(
         "WITH u AS (SELECT {function}($1, $2) AS released),

@@ -16,7 +16,7 @@ use super::cancel::WaitCancel;
 use super::config::{DEFAULT_HEARTBEAT, ServerConfig};
 use super::driver::{Driver, Task};
 use super::error::{ServerError, is_unavailable, reason};
-use super::holders::{self, ServerHolder};
+use super::holders::{self, LockStatements, ServerHolder};
 use super::schema::{self, Tables};
 use super::session::Session;
 use super::tls;
@@ -101,6 +101,7 @@ struct Inner {
     schema: String,
     tls: MakeRustlsConnect,
     tables: Tables,
+    statements: LockStatements,
     /// The session of every hold taken without waiting.
     main: tokio::sync::Mutex<Arc<Session>>,
     /// Sessions that waited for a lock and were released since.
@@ -342,6 +343,7 @@ fn finish(
             config: connected.config,
             schema: connected.schema,
             tls: connected.tls,
+            statements: LockStatements::new(&connected.tables),
             tables: connected.tables,
             main: tokio::sync::Mutex::new(connected.main),
             idle: Mutex::default(),
@@ -693,8 +695,8 @@ impl Inner {
         name: &str,
         id: i32,
     ) -> Result<Option<u64>, ServerError> {
-        let sql = holders::try_granted_sql(&self.tables);
-        let row = match self.query_lock(session, &sql, id).await {
+        let sql = &self.statements.try_exclusive;
+        let row = match self.query_lock(session, sql, id).await {
             Ok(row) => row,
             Err(e) => {
                 // Advisory locks ignore the rollback: give back what the
@@ -863,8 +865,8 @@ impl Inner {
         id: i32,
         shared: bool,
     ) -> Result<u64, ServerError> {
-        let sql = holders::granted_sql(&self.tables, shared);
-        match self.query_lock(session, &sql, id).await {
+        let sql = self.statements.granted(shared);
+        match self.query_lock(session, sql, id).await {
             Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
             Err(e) => {
                 let error = self.query_error("acquire", name, &e);
@@ -887,8 +889,8 @@ impl Inner {
         id: i32,
         shared: bool,
     ) -> Result<(), ServerError> {
-        let sql = holders::release_sql(&self.tables, shared);
-        let released: bool = match self.query_lock(session, &sql, id).await {
+        let sql = self.statements.release(shared);
+        let released: bool = match self.query_lock(session, sql, id).await {
             Ok(row) => row.get(0),
             Err(e) if e.is_closed() => return Err(self.query_error("release", name, &e)),
             Err(e) => {
