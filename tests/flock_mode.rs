@@ -139,8 +139,7 @@ fn same_as_util_linux(link: &FlockLink, args: &[&str]) -> Outcome {
     assert_eq!(ours.code, theirs.code, "{args:?}: util-linux {theirs:?}, packlock {ours:?}");
     assert_eq!(without_timings(&ours.stdout), without_timings(&theirs.stdout), "{args:?}");
     assert_eq!(our_files, their_files, "{args:?}: different files left behind");
-    // Both say something exactly when something went wrong.
-    assert_eq!(ours.stderr.is_empty(), theirs.stderr.is_empty(), "{args:?}: {theirs:?} {ours:?}");
+    assert_eq!(ours.stderr, theirs.stderr, "{args:?}: the same messages");
     ours
 }
 
@@ -187,8 +186,39 @@ fn every_option_and_usage_error_matches_util_linux() {
         &["-s", "d", "true"],
         &["-n", "d", "-c", "true"],
         &["/dev/null", "true"],
+        // Unlocking a file just opened: nothing to undo, the command runs.
+        &["-u", "f", "echo", "unlocked"],
+        &["-u", "-n", "f", "true"],
+        // --verbose lines come after the command's output when stdout is
+        // not a terminal (C's stdio buffer), and never with -F.
+        &["--verbose", "f", "-c", "echo out"],
+        &["--verbose", "-F", "f", "echo", "hi"],
+        &["--verbose", "f", "no-such-command-anywhere"],
+        // Timeouts as strtold reads them.
+        &["-w", "0x1", "f", "true"],
+        &["-w", "0X1P-1", "f", "true"],
+        &["-w", ".5", "f", "true"],
+        &["-w", "1e-7", "f", "true"],
+        &["-w", "1e9", "f", "true"],
+        // Descriptors that are not open: 65, named by number.
+        &["7"],
+        &["-s", "7"],
+        &["-u", "7"],
+        &["--", "-1"],
+        &[" 9"],
+        &["-n", "+9"],
         // Usage errors: 64.
         &[],
+        &["9x"],
+        &["0x9"],
+        &["99999999999"],
+        &["-w", "1e5000", "f", "true"],
+        &["-w", "1e-5000", "f", "true"],
+        &["-w", "0x", "f", "true"],
+        &["-w", "1.5e", "f", "true"],
+        &["-E", "0x5", "f", "true"],
+        &["-E", "99999999999", "f", "true"],
+        &["-E", " -1", "f", "true"],
         &["f"],
         &["./f"],
         &["abc"],
@@ -211,14 +241,18 @@ fn every_option_and_usage_error_matches_util_linux() {
         &["f", "-c", "echo a", "extra"],
         &["f", "-c"],
         &["-F", "-o", "f", "true"],
-        // A timeout no timer can be set for: 71 (on an existing directory:
-        // util-linux creates a missing file before it finds out).
-        &["-w", "-1", "d", "true"],
-        &["-w", "inf", "d", "true"],
+        // A timeout no timer can be set for: 71, after the file is opened
+        // (and created).
+        &["-w", "-1", "f", "true"],
+        &["-w", "-0.5", "f", "true"],
+        &["-w", "inf", "f", "true"],
         &["-w", "nan", "d", "true"],
-        &["-w", "1e400", "d", "true"],
-        // The lock file cannot be opened: 66.
+        &["-w", "1e30", "f", "true"],
+        &["-w", "9.3e18", "f", "true"],
+        &["-w", "1e400", "7"],
+        // The lock file cannot be opened: 66, with C's words for why.
         &["missing/x", "true"],
+        &["/dev/null/x", "true"],
         // The command cannot be run: 69.
         &["f", "no-such-command-anywhere"],
         &["f", ""],
@@ -370,29 +404,190 @@ fn a_shell_script_using_flock_gets_the_same_results() {
     assert_eq!(ours.1, expected);
 }
 
-/// `flock NUMBER` and `--unlock` would need the shell's own open file; all
-/// this flock could do is reopen the file, a different lock. It refuses
-/// with a clear message and exit 69 instead of pretending.
-#[test]
-fn flock_number_and_unlock_refuse_clearly() {
-    let link = FlockLink::new();
+/// util-linux flock(1)'s own path, for scripts to check who holds a lock
+/// whichever `flock` comes first on their `PATH`.
+fn util_linux_path() -> PathBuf {
+    let path = std::env::var_os("PATH").expect("PATH");
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(UTIL_LINUX))
+        .find(|candidate| candidate.is_file())
+        .expect("util-linux flock on PATH")
+}
+
+/// Runs the shell `script` in a fresh directory, with `flock` meaning
+/// packlock's (`Some(link)`) or util-linux's (`None`), and `$REF` always
+/// util-linux's; stderr is kept apart.
+fn script_with(link: Option<&FlockLink>, script: &str) -> Outcome {
     let dir = common::temp_dir();
-    let marker = dir.path().join("ran");
-    let touch = format!("touch {}", marker.display());
-    let sh = |line: &str| {
-        let mut command = Command::new("sh");
-        command.args(["-c", line]).env("PATH", link.path_env());
-        run_in(command, dir.path()).0
-    };
-    for line in ["exec 9>f; flock 9", "exec 9>f; flock -n -s 9", "exec 9>f; flock -u 9"] {
-        let outcome = sh(line);
-        assert_eq!(outcome.code, 69, "{line}: {outcome:?}");
-        assert!(outcome.stderr.contains("file descriptor is not available"), "{outcome:?}");
+    let mut command = Command::new("sh");
+    command.args(["-c", script]).env("REF", util_linux_path());
+    if let Some(link) = link {
+        command.env("PATH", link.path_env());
     }
-    let unlock = sh(&format!("flock -u f -c '{touch}'"));
-    assert_eq!(unlock.code, 69, "{unlock:?}");
-    assert!(unlock.stderr.contains("--unlock"), "{unlock:?}");
-    assert!(!marker.exists(), "the command ran");
-    // Not a number: a usage error, as in flock(1).
-    assert_eq!(sh("flock 9x").code, 64);
+    run_in(command, dir.path()).0
+}
+
+/// Each script runs with util-linux flock and with packlock's first on
+/// `PATH`: both must print, say and exit the same, and `expected` is what
+/// util-linux prints.
+fn scripts_match_util_linux(cases: &[(&str, &str, &str)]) {
+    let link = FlockLink::new();
+    for &(what, script, expected) in cases {
+        let theirs = script_with(None, script);
+        assert_eq!(theirs.stdout, expected, "{what}: util-linux itself: {theirs:?}");
+        let ours = script_with(Some(&link), script);
+        assert_eq!(ours, theirs, "{what}: packlock's flock differs from util-linux");
+    }
+}
+
+/// The cases where scripts live: the descriptor idiom, unlocking, the
+/// man page's FLOCKER boilerplate, a running program's own file, open
+/// flags, and an ignored SIGCHLD. Who holds the lock is asked of
+/// util-linux (`$REF`) each time.
+#[test]
+fn descriptor_mode_and_script_idioms_match_util_linux() {
+    scripts_match_util_linux(&[
+        (
+            "the man page's idiom",
+            "( flock -n 9 || exit 1; echo job; $REF -n x true; echo other=$? ) 9>x; echo rc=$?",
+            "job\nother=1\nrc=0\n",
+        ),
+        (
+            "an unchecked exec 8>x; flock 8",
+            "exec 8>x; flock 8; $REF -n x true; echo other=$?",
+            "other=1\n",
+        ),
+        (
+            "a shared lock on a descriptor, then unlocked",
+            "exec 9<>x; flock -s 9; $REF -n -s x true; echo shared=$?; $REF -n x true; \
+             echo exclusive=$?; flock -u 9; $REF -n x true; echo unlocked=$?",
+            "shared=0\nexclusive=1\nunlocked=0\n",
+        ),
+        (
+            "a timed wait on a descriptor, granted in time",
+            "$REF x sh -c 'touch held; sleep 0.3' & until [ -e held ]; do sleep 0.01; done; \
+             exec 9>x; flock -w 10 9; echo rc=$?; $REF -n x true; echo other=$?",
+            "rc=0\nother=1\n",
+        ),
+        (
+            "a descriptor that is not open",
+            "flock 7 2>&1; echo rc=$?; flock -n -s 5 2>&1; echo rc=$?",
+            "flock: 7: Bad file descriptor\nrc=65\nflock: 5: Bad file descriptor\nrc=65\n",
+        ),
+        ("-u FILE COMMAND", "flock -u x echo ran; echo rc=$?", "ran\nrc=0\n"),
+        (
+            "the FLOCKER boilerplate",
+            r#"printf '%s\n' '#!/bin/sh' \
+                '[ "${FLOCKER}" != "$0" ] && exec env FLOCKER="$0" flock -en "$0" "$0" "$@" || :' \
+                'echo "ran $1"; $REF -n "$0" true; echo "other=$?"' > job.sh
+             chmod +x job.sh; ./job.sh once; echo rc=$?"#,
+            "ran once\nother=1\nrc=0\n",
+        ),
+        (
+            "a running program's own file",
+            r#"cp "$(command -v sleep)" ./nap; ./nap 30 & P=$!
+             until [ "$(readlink /proc/$P/exe)" = "$PWD/nap" ]; do sleep 0.01; done
+             flock -n ./nap echo locked; echo rc=$?; kill $P"#,
+            "locked\nrc=0\n",
+        ),
+        (
+            "open flags, as the command sees the inherited descriptor",
+            r#"show='for fd in /proc/$$/fd/*; do
+                     [ "$(readlink "$fd")" = "$PWD/x" ] && grep flags "/proc/$$/fdinfo/${fd##*/}"
+                   done; true'
+             flock x sh -c "$show"; echo "-o:"; flock -o x sh -c "$show"
+             flock -s . sh -c "$show" | wc -l"#,
+            "flags:\t0100000\n-o:\n0\n",
+        ),
+        (
+            "an ignored SIGCHLD",
+            "sh -c \"trap '' CHLD; exec flock x sh -c 'exit 3'\"; echo rc=$?",
+            "rc=3\n",
+        ),
+        (
+            "-F runs the command as flock's own process",
+            "flock -F x sh -c 'echo $$ > inner' & O=$!; wait; \
+             [ \"$(cat inner)\" = \"$O\" ] && echo same-pid",
+            "same-pid\n",
+        ),
+    ]);
+}
+
+/// The command inherits the lock: killing the wrapper (however) leaves it
+/// held while the command runs, and a background process the command
+/// leaves keeps it. With `-o` the lock is the wrapper's alone.
+#[test]
+fn the_command_keeps_the_lock_like_util_linux() {
+    let killed = r#"for sig in TERM HUP KILL; do
+            rm -f cmd.pid; flock x sh -c 'echo $$ > cmd.pid; exec sleep 30' & W=$!
+            until [ -s cmd.pid ]; do sleep 0.01; done
+            kill -$sig $W; { wait $W; } 2>/dev/null
+            $REF -n x true; echo "$sig: other=$?"; kill $(cat cmd.pid)
+        done"#;
+    let background = r#"flock x sh -c 'sleep 30 > /dev/null & echo $! > bg.pid'
+        $REF -n x true; echo "background: other=$?"; kill $(cat bg.pid)
+        flock -o x sh -c 'sleep 30 > /dev/null & echo $! > bg.pid'
+        $REF -n x true; echo "-o background: other=$?"; kill $(cat bg.pid)"#;
+    scripts_match_util_linux(&[
+        ("the wrapper killed", killed, "TERM: other=1\nHUP: other=1\nKILL: other=1\n"),
+        ("a background process", background, "background: other=1\n-o background: other=0\n"),
+    ]);
+}
+
+/// A timed wait on the shell's descriptor either gets the lock or reports
+/// the timeout with nothing locked, even when the holder lets go just as
+/// the time runs out: a wait left running after giving up would lock the
+/// shell's open file behind its back.
+#[test]
+fn a_timed_out_wait_never_leaves_the_descriptor_locked() {
+    let link = FlockLink::new();
+    let script = r#"
+        granted=0; timed_out=0; i=0
+        while [ $i -lt 40 ]; do
+            i=$((i + 1)); rm -f held
+            # The holder lets go before, around and after the deadline.
+            $REF x sh -c "touch held; sleep 0.$(printf %02d $((3 + i % 10)))" & H=$!
+            until [ -e held ]; do sleep 0.005; done
+            exec 9>x; flock -w 0.05 9; rc=$?; wait $H
+            if [ $rc = 0 ]; then
+                granted=$((granted + 1))
+            else
+                timed_out=$((timed_out + 1))
+                $REF -n x true || { echo "locked after a timeout (round $i)"; exit 1; }
+            fi
+            exec 9>&-
+        done
+        echo "granted=$granted timed_out=$timed_out"
+        [ $granted -gt 0 ] && [ $timed_out -gt 0 ]"#;
+    let outcome = script_with(Some(&link), script);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert!(outcome.stdout.starts_with("granted="), "{outcome:?}");
+}
+
+/// `--fcntl`, `--start` and `--length` (util-linux 2.41): open file
+/// description locks on byte ranges, which exclude each other and not
+/// `flock(2)` locks; an exclusive one opens the file write-only.
+#[test]
+fn fcntl_locks_cover_byte_ranges() {
+    let link = FlockLink::new();
+    let script = r#"
+        flock --fcntl x sh -c '
+            $REF -n x true; echo "flock lock beside it: $?"
+            flock --fcntl -n x true; echo "another fcntl lock: $?"
+            flock --fcntl -n -s x true; echo "a shared one: $?"
+            grep -c OFDLCK /proc/locks'
+        flock --start 0 --length 10 x sh -c '
+            flock -n --start 10 --length 10 x true; echo "disjoint: $?"
+            flock -n --start 5 --length 10 x true; echo "overlapping: $?"
+            flock -n --start 9 x true; echo "to the end: $?"'
+        flock -s --fcntl x sh -c 'flock -s --fcntl -n x true; echo "shared beside shared: $?"'
+        flock --start 1K x true; echo "sizes: $?"
+        flock --start x x true; echo "bad size: $?"
+    "#;
+    let outcome = script_with(Some(&link), script);
+    let expected = "flock lock beside it: 0\nanother fcntl lock: 1\na shared one: 1\n1\n\
+                    disjoint: 0\noverlapping: 1\nto the end: 1\nshared beside shared: 0\n\
+                    sizes: 0\nbad size: 64\n";
+    assert_eq!(outcome.stdout, expected, "{outcome:?}");
+    assert_eq!(outcome.stderr, "flock: invalid as start offset: 'x'\n");
 }

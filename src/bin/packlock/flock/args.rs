@@ -4,13 +4,11 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
-use std::time::Duration;
+
+use super::numbers::{self, NumberError, Timeout};
 
 /// Wrong options or arguments (`EX_USAGE` from sysexits.h, as flock(1)).
 pub const EX_USAGE: i32 = 64;
-/// A timeout no timer can be set for: negative, infinite or NaN
-/// (`EX_OSERR`, the code flock(1) exits with when setting its timer fails).
-pub const EX_OSERR: i32 = 71;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -23,14 +21,37 @@ pub enum Parsed {
 /// `flock [options] FILE|DIRECTORY COMMAND...`, `-c COMMAND`, or `NUMBER`.
 #[derive(Debug)]
 pub struct FlockArgs {
-    pub shared: bool,
-    pub unlock: bool,
+    pub op: Op,
     pub nonblock: bool,
-    pub timeout: Option<Duration>,
+    pub timeout: Option<Timeout>,
     pub conflict_exit_code: i32,
+    /// `-o`: the command does not inherit the lock.
+    pub close: bool,
     pub no_fork: bool,
     pub verbose: bool,
+    pub api: Api,
     pub target: Target,
+}
+
+/// What to do to the lock: the last of `-s`, `-x` and `-u` counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Op {
+    Shared,
+    #[default]
+    Exclusive,
+    Unlock,
+}
+
+/// Which kind of lock: `flock(2)`'s whole-file lock, or with `--fcntl`,
+/// `--start` or `--length` an open file description lock on a byte range
+/// (`fcntl(F_OFD_SETLK)`), which excludes only locks of its own kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Api {
+    #[default]
+    Flock,
+    /// `length` bytes from `start`; a length of 0 runs to the end of the
+    /// file, however long it grows.
+    Fcntl { start: u64, length: u64 },
 }
 
 /// What to lock, and what to run while it is held.
@@ -82,13 +103,16 @@ enum Opt {
     Timeout,
     ConflictExitCode,
     Verbose,
+    Fcntl,
+    Start,
+    Length,
     Help,
     Version,
 }
 
 impl Opt {
     fn takes_value(self) -> bool {
-        matches!(self, Opt::Timeout | Opt::ConflictExitCode)
+        matches!(self, Opt::Timeout | Opt::ConflictExitCode | Opt::Start | Opt::Length)
     }
 }
 
@@ -106,6 +130,9 @@ const LONG: &[(&str, Opt)] = &[
     ("wait", Opt::Timeout),
     ("conflict-exit-code", Opt::ConflictExitCode),
     ("verbose", Opt::Verbose),
+    ("fcntl", Opt::Fcntl),
+    ("start", Opt::Start),
+    ("length", Opt::Length),
     ("help", Opt::Help),
     ("version", Opt::Version),
 ];
@@ -129,14 +156,14 @@ fn short(letter: char) -> Option<Opt> {
 /// The options seen so far.
 #[derive(Default)]
 struct Options {
-    shared: bool,
-    unlock: bool,
+    op: Op,
     nonblock: bool,
     close: bool,
     no_fork: bool,
     verbose: bool,
-    timeout: Option<Duration>,
+    timeout: Option<Timeout>,
     conflict_exit_code: Option<i32>,
+    api: Api,
 }
 
 /// Reads flock(1)'s arguments (without the program name).
@@ -172,13 +199,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, UsageEr
     }
     let target = target(operands)?;
     Ok(Parsed::Run(FlockArgs {
-        shared: options.shared,
-        unlock: options.unlock,
+        op: options.op,
         nonblock: options.nonblock,
         timeout: options.timeout,
         conflict_exit_code: options.conflict_exit_code.unwrap_or(1),
+        close: options.close,
         no_fork: options.no_fork,
         verbose: options.verbose,
+        api: options.api,
         target,
     }))
 }
@@ -189,15 +217,24 @@ impl Options {
     fn apply(&mut self, opt: Opt, value: Option<&str>) -> Result<Option<Parsed>, UsageError> {
         let value = value.unwrap_or_default();
         match opt {
-            Opt::Shared => self.shared = true,
-            Opt::Exclusive => self.shared = false,
-            Opt::Unlock => self.unlock = true,
+            Opt::Shared => self.op = Op::Shared,
+            Opt::Exclusive => self.op = Op::Exclusive,
+            Opt::Unlock => self.op = Op::Unlock,
             Opt::Nonblock => self.nonblock = true,
             Opt::Close => self.close = true,
             Opt::NoFork => self.no_fork = true,
             Opt::Verbose => self.verbose = true,
             Opt::Timeout => self.timeout = Some(parse_timeout(value)?),
             Opt::ConflictExitCode => self.conflict_exit_code = Some(parse_exit_code(value)?),
+            Opt::Fcntl => self.api = self.api.with_range(|_, _| {}),
+            Opt::Start => {
+                let start = parse_size(value, "invalid as start offset")?;
+                self.api = self.api.with_range(|range_start, _| *range_start = start);
+            }
+            Opt::Length => {
+                let length = parse_size(value, "invalid as length of lock range")?;
+                self.api = self.api.with_range(|_, range_length| *range_length = length);
+            }
             Opt::Help => return Ok(Some(Parsed::Help)),
             Opt::Version => return Ok(Some(Parsed::Version)),
         }
@@ -288,29 +325,47 @@ fn short_options<'a>(
     Ok(found)
 }
 
-/// `-w SECS`: seconds, fractions allowed. Not a number is a usage error;
-/// negative, infinite and NaN exit as flock(1) does when it cannot set its
-/// timer. A finite timeout too long for a `Duration` waits without limit.
-fn parse_timeout(text: &str) -> Result<Duration, UsageError> {
-    let invalid = || UsageError::new(format!("invalid timeout value: '{text}'"));
-    let seconds: f64 = text.trim_start().parse().map_err(|_| invalid())?;
-    if seconds.is_nan() || seconds.is_infinite() || seconds < 0.0 {
-        let message = format!("cannot set up timer: invalid timeout '{text}'");
-        return Err(UsageError { message, code: EX_OSERR, try_help: false });
+impl Api {
+    /// Open file description locks, with `set` applied to the range.
+    fn with_range(self, set: impl FnOnce(&mut u64, &mut u64)) -> Api {
+        let (mut start, mut length) = match self {
+            Api::Flock => (0, 0),
+            Api::Fcntl { start, length } => (start, length),
+        };
+        set(&mut start, &mut length);
+        Api::Fcntl { start, length }
     }
-    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
-/// `-E N`: 0 to 255.
+/// `flock: MESSAGE: 'TEXT'`, and for a number out of range `: Numerical
+/// result out of range` after it, as util-linux's `err`/`errx` print them.
+fn number_error(error: NumberError, message: &str, text: &str) -> UsageError {
+    let mut message = format!("{message}: '{text}'");
+    if error == NumberError::OutOfRange {
+        message.push_str(": Numerical result out of range");
+    }
+    UsageError::new(message)
+}
+
+/// `-w SECS`: as `strtold` reads it (see [`numbers::timeout`]). A value no
+/// timer can be set for is not a usage error: flock(1) finds out only when
+/// it sets its timer, after opening the file.
+fn parse_timeout(text: &str) -> Result<Timeout, UsageError> {
+    numbers::timeout(text).map_err(|e| number_error(e, "invalid timeout value", text))
+}
+
+/// `-E N`: an `int` within 0 to 255.
 fn parse_exit_code(text: &str) -> Result<i32, UsageError> {
-    let code: i32 = text
-        .trim_start()
-        .parse()
-        .map_err(|_| UsageError::new(format!("invalid exit code: '{text}'")))?;
+    let code = numbers::strtos32(text).map_err(|e| number_error(e, "invalid exit code", text))?;
     if !(0..=255).contains(&code) {
         return Err(UsageError::new("exit code out of range (expected 0 to 255)"));
     }
     Ok(code)
+}
+
+/// `--start` and `--length`: sizes.
+fn parse_size(text: &str, message: &str) -> Result<u64, UsageError> {
+    numbers::size(text).map_err(|e| number_error(e, message, text))
 }
 
 /// What follows the options: `FILE COMMAND...`, `FILE -c COMMAND`, or
@@ -334,12 +389,11 @@ fn target(operands: Vec<OsString>) -> Result<Target, UsageError> {
     }
 }
 
-/// `flock NUMBER`: a non-negative descriptor number, else a usage error.
+/// `flock NUMBER`: any `int` (one that is not an open descriptor fails
+/// when it is locked, as in flock(1)), else a usage error.
 fn descriptor(text: &OsStr) -> Result<Target, UsageError> {
-    let bad = || UsageError::new(format!("bad file descriptor: '{}'", text.to_string_lossy()));
-    let number: i32 = text.to_str().ok_or_else(bad)?.trim_start().parse().map_err(|_| bad())?;
-    if number < 0 {
-        return Err(bad());
-    }
+    let lossy = text.to_string_lossy();
+    let number =
+        numbers::strtos32(&lossy).map_err(|e| number_error(e, "bad file descriptor", &lossy))?;
     Ok(Target::Descriptor(number))
 }
