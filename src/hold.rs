@@ -156,6 +156,36 @@ impl PackLockHold {
         }
     }
 
+    /// The open lock file whose OS lock this hold rests on; `None` for a
+    /// server lock.
+    ///
+    /// The OS lock belongs to this open file (its open file description),
+    /// not to the process: a child process that inherits the file's
+    /// descriptor holds the lock with us, and it stays held as long as any
+    /// process keeps that descriptor open. That is how a program hands its
+    /// lock to a command it runs, as `flock(1)` does: clear the
+    /// descriptor's close-on-exec flag (std opens every file with it set),
+    /// run the command, and exit without dropping the hold — dropping or
+    /// [releasing](Self::release) it unlocks the file for every process
+    /// that shares it. (The `packlock` command does exactly this.)
+    ///
+    /// Do not lock or unlock the file yourself: the hold does that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let hold = packlock::PackLock::open(dir.path())?.acquire()?;
+    /// let file: &std::fs::File = hold.lock_file().expect("a lock file's hold");
+    /// assert!(file.metadata().expect("stat").is_file());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lock_file(&self) -> Option<&std::fs::File> {
+        self.claim.backend().file()
+    }
+
     /// The hold's fencing token, for locks that have one: a server lock
     /// (`postgres::LockServer::lock`, feature `postgres`) always has one,
     /// a lock file only when opened with

@@ -51,7 +51,8 @@ pub struct PackLock {
 
 impl PackLock {
     pub(crate) fn with_options(path: PathBuf, options: Options) -> Result<Self, PackLockError> {
-        let lock_file = LockFile::open(&path, options.network_fs, options.fencing)?;
+        let records = options.label.is_some();
+        let lock_file = LockFile::open(&path, options.network_fs, options.fencing, records)?;
         let opened_by = lock_file.opened_by();
         Ok(Self::opened_by(Arc::new(lock_file), options, opened_by))
     }

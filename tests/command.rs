@@ -252,7 +252,9 @@ fn a_waiting_packlock_runs_once_the_holder_lets_go() {
     assert!(verbose.stderr.contains("packlock: waiting for "), "{verbose:?}");
     assert!(verbose.stderr.contains(&held_by), "{verbose:?}");
     assert!(verbose.stderr.contains("(exclusive) after"), "{verbose:?}");
-    assert!(verbose.stderr.contains("released"), "{verbose:?}");
+    assert!(verbose.stderr.contains("let go of"), "{verbose:?}");
+    let closed = waits_then_runs(&["--verbose", "--close"]);
+    assert!(closed.stderr.contains("released"), "{closed:?}");
 }
 
 #[test]
@@ -394,11 +396,17 @@ fn a_label_never_overwrites_a_lock_file_holding_other_data() {
     assert_eq!(labelled.code, 0, "{labelled:?}");
     assert_eq!(fs::read_to_string(&data).expect("read data"), "precious\n");
 
-    // A lock file of its own does get the record (--status shows it).
-    let own = packlock(&["--file", "own.lock", text(dir.path()), "--", "true"]);
+    // A lock file of its own does get the record (--status shows it): the
+    // directory's sidecar by default, a --file when labelled.
+    let own = packlock(&[text(dir.path()), "--", "true"]);
     assert_eq!(own.code, 0, "{own:?}");
-    let record = fs::read_to_string(dir.path().join("own.lock")).expect("read lock file");
+    let sidecar = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
+    let record = fs::read_to_string(sidecar).expect("read lock file");
     assert!(record.contains("label packlock true"), "{record:?}");
+    let named = packlock(&["--file", "own.lock", "--label", "mine", text(dir.path()), "true"]);
+    assert_eq!(named.code, 0, "{named:?}");
+    let record = fs::read_to_string(dir.path().join("own.lock")).expect("read lock file");
+    assert!(record.contains("label mine"), "{record:?}");
 }
 
 /// `--fencing` hands the command a fence that grows with every exclusive
@@ -482,62 +490,136 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn a_background_process_of_the_command_does_not_keep_the_lock() {
-    let dir = temp_dir();
-    let pid_file = dir.path().join("sleep.pid");
+/// Runs `sh -c SCRIPT sh PID_FILE` under packlock with `options`: the
+/// background process the script started (killed when dropped), and
+/// packlock's outcome.
+fn with_background_process(dir: &Path, options: &[&str]) -> (KillOnDrop, Outcome) {
+    let pid_file = dir.join("sleep.pid");
     let script = "sleep 30 </dev/null >/dev/null 2>&1 & echo $! > \"$1\"";
-    let outcome = packlock(&[text(dir.path()), "--", "sh", "-c", script, "sh", text(&pid_file)]);
+    let mut args = options.to_vec();
+    args.extend([text(dir), "--", "sh", "-c", script, "sh", text(&pid_file)]);
+    let outcome = packlock(&args);
     let pid = fs::read_to_string(&pid_file).expect("read pid file").trim().to_string();
-    let _sleep = KillOnDrop(pid.clone());
-    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let sleep = KillOnDrop(pid.clone());
     let alive = Command::new("kill").args(["-0", &pid]).status().expect("run kill -0");
     assert!(alive.success(), "the background sleep is gone: the test proves nothing");
-    assert_free(&open(dir.path()), "the lock is still held after packlock exited");
-
-    // The check sees a lock kept by a background process where there is
-    // one: util-linux flock without `-o` passes its lock on to the command.
-    #[cfg(target_os = "linux")]
-    {
-        let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
-        let status = Command::new("flock")
-            .arg(&file)
-            .args(["sh", "-c", script, "sh"])
-            .arg(&pid_file)
-            .status()
-            .expect("run util-linux flock");
-        let pid = fs::read_to_string(&pid_file).expect("read pid file").trim().to_string();
-        let sleep = KillOnDrop(pid);
-        assert!(status.success());
-        let lock = common::open(dir.path());
-        assert!(lock.try_acquire().is_err(), "flock's background sleep does not keep the lock");
-        drop(sleep);
-        common::wait_until("the killed sleep lets go", || lock.try_acquire().is_ok());
-    }
+    (sleep, outcome)
 }
 
 #[test]
+fn a_background_process_of_the_command_keeps_the_lock_unless_close() {
+    let dir = temp_dir();
+    let lock = open(dir.path());
+    let (sleep, outcome) = with_background_process(dir.path(), &[]);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert!(lock.try_acquire().is_err(), "the lock ended while the command's process ran");
+    drop(sleep);
+    common::wait_until("the killed sleep lets go", || lock.try_acquire().is_ok());
+
+    let (_sleep, outcome) = with_background_process(dir.path(), &["--close"]);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert_free(&lock, "--close: the lock is still held after packlock exited");
+}
+
+/// Killing packlock, however, never frees the lock while the command it
+/// guards runs: the command holds it too.
+#[test]
+fn killing_packlock_leaves_the_lock_with_the_running_command() {
+    let dir = temp_dir();
+    let lock = open(dir.path());
+    let pid_file = dir.path().join("command.pid");
+    let script = "echo $$ > \"$1\"; exec sleep 30";
+    for signal in ["TERM", "HUP", "INT", "KILL"] {
+        let _ = fs::remove_file(&pid_file);
+        let mut running = Command::new(binary())
+            .args([text(dir.path()), "--", "sh", "-c", script, "sh", text(&pid_file)])
+            .spawn()
+            .expect("run packlock");
+        common::wait_until("the command started", || {
+            fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n'))
+        });
+        let command = KillOnDrop(fs::read_to_string(&pid_file).expect("pid").trim().to_string());
+        let killed = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(running.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -{signal}");
+        let status = running.wait().expect("wait for packlock");
+        assert!(!status.success(), "{signal}: packlock was not killed: {status}");
+        assert!(lock.try_acquire().is_err(), "{signal}: the lock ended while the command ran");
+        drop(command);
+        common::wait_until("the killed command lets go", || lock.try_acquire().is_ok());
+    }
+}
+
+/// A parent that ignores SIGCHLD (and so would have the kernel reap our
+/// child) does not hide the command's exit status.
+#[test]
+fn an_inherited_ignored_sigchld_does_not_hide_the_exit_status() {
+    let dir = temp_dir();
+    let line = format!(
+        "trap '' CHLD; exec '{}' '{}' -- sh -c 'exit 3'",
+        binary().display(),
+        text(dir.path())
+    );
+    let status = Command::new("sh").args(["-c", &line]).status().expect("run sh");
+    assert_eq!(status.code(), Some(3));
+}
+
+/// `--file` opens the lock file as flock(1) does when nothing is to be
+/// written into it: read-only, so a running program's own file can be
+/// locked, and left untouched.
+#[test]
 #[cfg(target_os = "linux")]
-fn the_command_inherits_no_lock_file_descriptor() {
+fn a_file_lock_without_a_label_opens_read_only() {
+    let dir = temp_dir();
+    let program = dir.path().join("nap");
+    fs::copy("/bin/sleep", &program).expect("copy sleep");
+    let mut nap = Command::new(&program).arg("30").spawn().expect("run the copy");
+    let exe = format!("/proc/{}/exe", nap.id());
+    common::wait_until("the copy runs", || fs::read_link(&exe).is_ok_and(|p| p == program));
+    let before = fs::read(&program).expect("read program");
+    let show_flags = "for fd in /proc/$$/fd/*; do [ \"$(readlink $fd)\" = \"$1\" ] && \
+                      grep flags /proc/$$/fdinfo/${fd##*/}; done; true";
+    let outcome = packlock(&[
+        "-n",
+        "--file",
+        "nap",
+        text(dir.path()),
+        "--",
+        "sh",
+        "-c",
+        show_flags,
+        "sh",
+        text(&program),
+    ]);
+    let _ = nap.kill();
+    let _ = nap.wait();
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert_eq!(outcome.stdout, "flags:\t0100000\n", "not read-only (O_RDONLY|O_LARGEFILE)");
+    assert_eq!(fs::read(&program).expect("read program"), before, "the program was written");
+}
+
+/// The command gets the lock file's descriptor, in exclusive and shared
+/// mode, and with `--close` it does not; a server lock is never passed on.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_command_inherits_the_lock_descriptor_unless_close() {
     let dir = temp_dir();
     let list_fds = "for fd in /proc/$$/fd/*; do readlink \"$fd\" || true; done";
-    for mode in [&[][..], &["--shared"][..]] {
-        let mut args = mode.to_vec();
+    let lock_file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
+    for (options, inherits) in
+        [(&[][..], true), (&["--shared"][..], true), (&["--close"], false), (&["-s", "-o"], false)]
+    {
+        let mut args = options.to_vec();
         args.extend([text(dir.path()), "--", "sh", "-c", list_fds]);
         let outcome = packlock(&args);
         assert_eq!(outcome.code, 0, "{outcome:?}");
         assert!(outcome.stdout.lines().count() >= 3, "no fds listed: {outcome:?}");
-        let lock_file = fs::canonicalize(dir.path().join(packlock::PACK_LOCK_FILE_NAME))
-            .expect("canonical lock file path");
-        assert!(!leaks(&outcome.stdout, &lock_file), "the command inherited the lock: {outcome:?}");
+        let canonical = fs::canonicalize(&lock_file).expect("canonical lock file path");
+        assert_eq!(leaks(&outcome.stdout, &canonical), inherits, "{options:?}: {outcome:?}");
     }
-    // The check sees a leak where there is one: util-linux flock without
-    // `-o` passes its lock descriptor on to the command.
-    let file = dir.path().join(packlock::PACK_LOCK_FILE_NAME);
-    let flock = Command::new("flock").arg(&file).args(["sh", "-c", list_fds]).output();
-    let flock = flock.expect("run util-linux flock");
-    let canonical = fs::canonicalize(&file).expect("canonical lock file path");
-    assert!(leaks(&String::from_utf8_lossy(&flock.stdout), &canonical), "{flock:?}");
 }
 
 /// Whether a list of descriptor targets names `lock_file`.

@@ -249,3 +249,30 @@ fn io_errors_keep_their_source() {
     let source = std::error::Error::source(&err).expect("Io must expose the OS error");
     assert!(source.downcast_ref::<std::io::Error>().is_some());
 }
+
+/// A lock that writes nothing into its file (no label, no fencing) opens
+/// an existing file read-only, as flock(1) does: a running program's own
+/// file can be locked (opening it for writing is "Text file busy"), and a
+/// labelled lock falls back to read-only there too, recording nothing.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_running_programs_file_can_be_locked() {
+    let tmp = temp_dir();
+    let program = tmp.path().join("nap");
+    fs::copy("/bin/sleep", &program).expect("copy sleep");
+    let mut nap = std::process::Command::new(&program).arg("30").spawn().expect("run it");
+    let exe = format!("/proc/{}/exe", nap.id());
+    common::wait_until("the copy runs", || fs::read_link(&exe).is_ok_and(|p| p == program));
+    let before = fs::read(&program).expect("read program");
+    let plain = PackLock::open_file(&program).map(|lock| lock.try_acquire().map(drop));
+    let labelled = PackLock::builder(tmp.path())
+        .file_name("nap")
+        .label("labelled")
+        .open()
+        .map(|lock| lock.try_acquire().map(drop));
+    let _ = nap.kill();
+    let _ = nap.wait();
+    assert!(matches!(plain, Ok(Ok(()))), "{plain:?}");
+    assert!(matches!(labelled, Ok(Ok(()))), "{labelled:?}");
+    assert_eq!(fs::read(&program).expect("read program"), before, "the program was written");
+}

@@ -251,6 +251,11 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// Records this process, labelled `label`, as the holder (best effort).
     fn record_holder(&self, label: &str);
 
+    /// The open file whose OS lock this is, for backends that lock one.
+    fn file(&self) -> Option<&std::fs::File> {
+        None
+    }
+
     /// Opens the lock of the same name anew, after [`is_current`] said it
     /// was replaced.
     ///

@@ -88,7 +88,8 @@ mod tests {
         let lock = PackLock::open(dir.path()).expect("open");
         // Hold the OS lock through a second open file, so that our acquire
         // finds it busy and goes on to the blocking call.
-        let blocker = LockFile::open(lock.path(), NetworkFsPolicy::Warn, false).expect("open");
+        let blocker =
+            LockFile::open(lock.path(), NetworkFsPolicy::Warn, false, false).expect("open");
         blocker.lock(Mode::Exclusive, &Default::default()).expect("lock");
         let fault = fail(lock.path(), Call::Blocking);
         let results = std::thread::scope(|scope| {

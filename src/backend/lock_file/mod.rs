@@ -33,6 +33,8 @@ pub(crate) struct LockFile {
     opened_by: u32,
     /// Whether grants carry a fence kept in the file (see [`record::next_fence`]).
     fencing: bool,
+    /// Whether holders record themselves in the file (a labelled lock).
+    records: bool,
 }
 
 impl LockFile {
@@ -41,14 +43,21 @@ impl LockFile {
     /// truncates, never locks, and refuses anything but a regular file.
     /// Keeps fences in the file when `fencing`: that needs write access, so
     /// a file that can only be opened read-only is then refused with
-    /// [`PackLockError::CannotFence`].
+    /// [`PackLockError::CannotFence`]. Holders record themselves in it when
+    /// `records`, where it can be written.
+    ///
+    /// A lock that writes nothing opens an existing file read-only, as
+    /// `flock(1)` does: that locks just as well, also a running program's
+    /// own file (which cannot be opened for writing), and file watchers see
+    /// no write when it is closed.
     pub(crate) fn open(
         path: &Path,
         network_fs: NetworkFsPolicy,
         fencing: bool,
+        records: bool,
     ) -> Result<Self, PackLockError> {
         refuse_special_file(path, fs::metadata(path))?;
-        let (file, writable) = open_or_create(path)?;
+        let (mut file, writable) = open_or_create(path, fencing || records)?;
         if fencing && !writable {
             return Err(PackLockError::CannotFence {
                 path: path.to_path_buf(),
@@ -61,8 +70,16 @@ impl LockFile {
         refuse_special_file(path, Ok(metadata.clone()))?;
         let key = FileKey::of_open(&file, &metadata).map_err(|e| PackLockError::io(path, e))?;
         network_fs::check(path, &key, network_fs)?;
+        if !writable && network_fs::is_on_unreliable_fs(&key) {
+            // NFS emulates `flock` with `fcntl` locks, and an exclusive one
+            // needs a file open for writing: use one, if it is the same file.
+            if let Some(read_write) = open_read_write(path).ok().filter(|f| is_file(f, &key)) {
+                file = read_write;
+            }
+        }
         let (path, key) = (path.to_path_buf(), LockKey::File(key));
-        Ok(Self { file, path, key, network_fs, opened_by: std::process::id(), fencing })
+        let opened_by = std::process::id();
+        Ok(Self { file, path, key, network_fs, opened_by, fencing, records })
     }
 
     /// The process that opened the file.
@@ -135,8 +152,12 @@ impl LockBackend for LockFile {
         record::write_record(&self.file, label);
     }
 
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
+
     fn reopen(&self) -> Result<Arc<dyn LockBackend>, PackLockError> {
-        Ok(Arc::new(Self::open(&self.path, self.network_fs, self.fencing)?))
+        Ok(Arc::new(Self::open(&self.path, self.network_fs, self.fencing, self.records)?))
     }
 
     /// Takes the OS lock in `mode` if no one holds it in a conflicting
@@ -238,13 +259,22 @@ fn kind_of(file_type: &fs::FileType) -> &'static str {
     }
 }
 
-/// Opens read-write, creating the file (and on `NotFound` its directory);
-/// falls back to read-only for an existing file we may not write (see
-/// [`may_open_read_only`]), since locking needs no write access. Says
-/// whether the file was opened for writing.
-fn open_or_create(path: &Path) -> Result<(File, bool), PackLockError> {
-    let read_write =
-        || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+/// Opens an existing file read-only unless `write`; else, or when it is
+/// missing, read-write, creating the file (and on `NotFound` its
+/// directory); falls back to read-only for an existing file we may not
+/// write (see [`may_open_read_only`]), since locking needs no write access.
+/// Says whether the file was opened for writing.
+fn open_or_create(path: &Path, write: bool) -> Result<(File, bool), PackLockError> {
+    if !write {
+        match File::open(path) {
+            Ok(file) => return Ok((file, false)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(PackLockError::io(path, e));
+            }
+            Err(_) => {} // created below
+        }
+    }
+    let read_write = || open_read_write(path);
     let opened = match read_write() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -260,12 +290,28 @@ fn open_or_create(path: &Path) -> Result<(File, bool), PackLockError> {
     opened.map_err(|e| PackLockError::io(path, e))
 }
 
+/// Whether `file` is the file known as `key`.
+fn is_file(file: &File, key: &FileKey) -> bool {
+    let identity = file.metadata().and_then(|meta| FileKey::of_open(file, &meta));
+    identity.is_ok_and(|identity| identity == *key)
+}
+
+fn open_read_write(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
 /// Whether a read-write open that failed with `error` may be retried
-/// read-only: when we may not write the file (`EACCES`) or nothing on its
-/// file system (`EROFS`). Such a lock file locks as well (as with
-/// `flock(1)`); it just never gets a holder record.
+/// read-only: when we may not write the file (`EACCES`), nothing on its
+/// file system (`EROFS`), or the file is a program running now
+/// (`ETXTBSY`). Such a lock file locks as well (as with `flock(1)`); it
+/// just never gets a holder record.
 fn may_open_read_only(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem)
+    matches!(
+        error.kind(),
+        io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::ExecutableFileBusy
+    )
 }
 
 fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()> {
@@ -284,11 +330,15 @@ mod tests {
 
     #[test]
     fn read_only_files_and_file_systems_are_opened_read_only() {
-        for kind in [io::ErrorKind::PermissionDenied, io::ErrorKind::ReadOnlyFilesystem] {
+        for kind in [
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::ReadOnlyFilesystem,
+            io::ErrorKind::ExecutableFileBusy,
+        ] {
             assert!(may_open_read_only(&io::Error::from(kind)), "{kind:?}");
         }
-        #[cfg(unix)] // EACCES and EROFS as a Unix OS reports them
-        for errno in [13, 30] {
+        #[cfg(unix)] // EACCES, EROFS and ETXTBSY as a Unix OS reports them
+        for errno in [13, 30, 26] {
             assert!(may_open_read_only(&io::Error::from_raw_os_error(errno)), "{errno}");
         }
         for kind in [io::ErrorKind::NotFound, io::ErrorKind::IsADirectory, io::ErrorKind::Other] {

@@ -29,6 +29,12 @@ pub(crate) fn check(
     }
 }
 
+/// Whether the lock file whose identity is `key` is on a network or FUSE
+/// file system (as far as the OS tells).
+pub(crate) fn is_on_unreliable_fs(key: &FileKey) -> bool {
+    unreliable_fs_type(key.device()).is_some()
+}
+
 fn apply(
     path: &Path,
     device: u64,

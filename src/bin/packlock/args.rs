@@ -71,9 +71,17 @@ pub struct Args {
     #[arg(long)]
     pub fencing: bool,
 
-    /// Label shown to others asking who holds the lock, up to 1,024 bytes [default: "packlock COMMAND"]
+    /// Label shown to others asking who holds the lock, up to 1,024 bytes [default: "packlock COMMAND", none with --file]
     #[arg(long, value_name = "TEXT")]
     pub label: Option<String>,
+
+    /// Keep the lock from the command: packlock holds it alone and releases
+    /// it when the command exits, even if the command left processes
+    /// running (by default the command inherits the lock, which then stays
+    /// held while it or anything it left running is alive, even if packlock
+    /// is killed)
+    #[arg(short = 'o', long)]
+    pub close: bool,
 
     /// Report on stderr when the lock is held, after how long, and when released
     #[arg(short, long)]
@@ -82,7 +90,7 @@ pub struct Args {
     /// Print whether the lock of DIR is free (exit 0) or held and by whom (exit 1)
     #[arg(
         long,
-        conflicts_with_all = ["shared", "nonblock", "timeout", "conflict_exit_code", "label", "fencing", "command"]
+        conflicts_with_all = ["shared", "nonblock", "timeout", "conflict_exit_code", "label", "fencing", "close", "command"]
     )]
     pub status: bool,
 

@@ -10,17 +10,18 @@ use std::io;
 use std::process::{Command, ExitStatus};
 
 /// Makes commands started from now on inherit `file`, and with it its
-/// lock. Unix only: on Windows the lock stays the wrapper's.
-pub fn inherit(file: &File) -> io::Result<()> {
+/// lock; whether they will. Unix only: on Windows the lock stays the
+/// wrapper's.
+pub fn inherit(file: &File) -> io::Result<bool> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
-        crate::os::inherit(file.as_fd())
+        crate::os::inherit(file.as_fd()).map(|()| true)
     }
     #[cfg(not(unix))]
     {
         let _ = file;
-        Ok(())
+        Ok(false)
     }
 }
 

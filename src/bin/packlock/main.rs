@@ -2,7 +2,7 @@
 //! portable `flock(1)`.
 //!
 //! ```text
-//! packlock [--shared] [--nonblock | --timeout SECS] [--conflict-exit-code N]
+//! packlock [--shared] [--nonblock | --timeout SECS] [--conflict-exit-code N] [--close]
 //!          [--file NAME] [--fencing] [--label TEXT] [--verbose] DIR -- COMMAND [ARGS...]
 //! packlock --status [--file NAME] DIR
 //! packlock [options] --postgres CONN NAME [--] COMMAND [ARGS...]   (feature postgres)
@@ -15,7 +15,7 @@
 //! The first form takes the lock of `DIR` — the sidecar file
 //! `DIR/.pack-lock`, or `DIR/NAME` with `--file NAME`, created with `DIR` if
 //! missing — runs `COMMAND` with the terminal's stdin, stdout and stderr,
-//! waits for it, releases the lock and exits with the command's exit code.
+//! waits for it, lets go of the lock and exits with the command's exit code.
 //! The `--` before the command is optional unless the command's name starts
 //! with `-`; everything after the command's name is passed to it untouched.
 //!
@@ -29,7 +29,10 @@
 //!   waits as long as it takes.
 //! * `-E`, `--conflict-exit-code N`: the exit code when packlock gives up
 //!   (0 to 255, default 1). It then prints who holds the lock to stderr.
+//! * `-o`, `--close`: keep the lock from the command (see "When the lock is
+//!   released" below).
 //! * `--file NAME`: the lock file's name inside `DIR` (a bare file name).
+//!   Without `--label` it is opened read-only and never written.
 //! * `--fencing`: keep a fence counter in the lock file (a first line
 //!   `packlock-fence N`) and run the command with its hold's fence in the
 //!   environment as `PACKLOCK_FENCE`: an exclusive hold adds one to it, so
@@ -44,7 +47,8 @@
 //!   URL — instead of a lock file. The command always gets the hold's fence
 //!   as `PACKLOCK_FENCE`.
 //! * `--label TEXT`: what `--status` and waiting processes see as the
-//!   holder's label. Default: `packlock COMMAND` (the command's name as
+//!   holder's label. Default, for the directory's own sidecar only (not a
+//!   `--file`): `packlock COMMAND` (the command's name as
 //!   given, without its arguments, since the lock file is usually readable
 //!   by everyone). At most 1,024 bytes are kept (cut on a character
 //!   boundary) and line breaks become spaces. The label is recorded as the
@@ -96,13 +100,15 @@
 //!
 //! # When the lock is released
 //!
-//! packlock holds the lock itself, in a file descriptor opened close-on-exec,
-//! so the command inherits no lock: the lock is released when the command
-//! exits (or is killed), even if the command left background processes
-//! behind. If packlock itself dies — `kill -9`, or Ctrl-C, which the
-//! terminal sends to packlock and the command alike — the kernel releases
-//! the lock at once, even if the command is still running (as with
-//! `flock(1)`).
+//! The command inherits the lock file's descriptor, as with `flock(1)`:
+//! the lock belongs to the open file, so it stays held while the command —
+//! or anything it leaves running in the background — keeps the descriptor
+//! open, even if packlock itself is killed. packlock never unlocks such a
+//! lock (that would take it from them too); it closes its own descriptor by
+//! exiting. With `--close`, the command gets no descriptor: packlock holds
+//! the lock alone, releases it when the command exits, and if packlock is
+//! killed the kernel releases it at once, even if the command still runs.
+//! A server lock (`--postgres`) cannot be inherited: packlock holds it.
 
 // `unsafe` is allowed in one module, `os`, and nowhere else.
 #![deny(unsafe_code)]

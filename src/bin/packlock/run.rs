@@ -1,5 +1,11 @@
-//! `packlock DIR COMMAND`: lock, run the command, release, pass its exit
+//! `packlock DIR COMMAND`: lock, run the command, let go, pass its exit
 //! code on.
+//!
+//! The command inherits a lock file's descriptor unless `--close`: the
+//! lock belongs to the open file, so it stays held while the command, or
+//! anything it leaves running, keeps the descriptor — also when packlock
+//! is killed. packlock then never unlocks (that would take the lock from
+//! them too); it only closes its descriptor by exiting.
 
 use std::ffi::OsStr;
 use std::io;
@@ -9,7 +15,7 @@ use std::time::Instant;
 use packlock::{Holder, PackLock, PackLockError, PackLockHold};
 
 use crate::args::{Args, Wait};
-use crate::{child, fail};
+use crate::{EXIT_FAILURE, child, fail};
 
 /// The command was found but could not be started.
 const EXIT_CANNOT_RUN: i32 = 126;
@@ -49,17 +55,40 @@ pub fn run(args: &Args) -> i32 {
         // What the command passes to storage that rejects stale holders.
         command.env(FENCE_VAR, fence.to_string());
     }
+    let shared_with_command = match hand_over(&hold, args.close) {
+        Ok(handed_over) => handed_over,
+        Err(e) => {
+            eprintln!(
+                "packlock: cannot pass the lock on {} to the command: {e}",
+                lock.path().display()
+            );
+            return EXIT_FAILURE;
+        }
+    };
     let code = run_command(program, &mut command);
-    release(hold, args.verbose, held_since);
+    if shared_with_command {
+        let_go(hold, args.verbose, held_since);
+    } else {
+        release(hold, args.verbose, held_since);
+    }
     code
 }
 
-/// The label to record: as given, else `packlock PROGRAM` (without the
+/// The label to record: as given, else — for a directory's own lock file,
+/// not a `--file` that may be anyone's — `packlock PROGRAM` (without the
 /// arguments, which may be secrets; lock files are usually world-readable).
-/// The library never writes it over other data in the lock file.
+/// The library never writes it over other data in the lock file, and a
+/// lock without a label opens its file read-only.
 fn label(args: &Args, program: &OsStr) -> Option<String> {
     let default = || format!("packlock {}", program.to_string_lossy());
-    Some(args.label.clone().unwrap_or_else(default))
+    args.label.clone().or_else(|| args.file.is_none().then(default))
+}
+
+/// Lets the command inherit the lock file's descriptor, unless `close`;
+/// whether it does. A server lock cannot be inherited: packlock holds it.
+fn hand_over(hold: &PackLockHold, close: bool) -> io::Result<bool> {
+    let Some(file) = hold.lock_file().filter(|_| !close) else { return Ok(false) };
+    child::inherit(file)
 }
 
 /// Takes the lock, waiting as allowed; with `verbose`, says so when the
@@ -115,6 +144,19 @@ fn run_command(program: &OsStr, command: &mut Command) -> i32 {
             if e.kind() == io::ErrorKind::NotFound { EXIT_NOT_FOUND } else { EXIT_CANNOT_RUN }
         }
     }
+}
+
+/// Lets go of a lock shared with the command without unlocking it: our
+/// descriptor closes as packlock exits, and the lock ends when no process
+/// the command left keeps its copy open. Dropping the hold would unlock it
+/// for all of them.
+fn let_go(hold: PackLockHold, verbose: bool, held_since: Instant) {
+    if verbose {
+        let held = held_since.elapsed().as_secs_f64();
+        let path = hold.path().display();
+        eprintln!("packlock: let go of {path} after {held:.2}s (with the command's end)");
+    }
+    std::mem::forget(hold);
 }
 
 /// Releases the lock. The command has run, so a failure to unlock (the
