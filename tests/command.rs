@@ -574,11 +574,8 @@ fn an_inherited_ignored_sigchld_does_not_hide_the_exit_status() {
 #[cfg(target_os = "linux")]
 fn a_file_lock_without_a_label_opens_read_only() {
     let dir = temp_dir();
-    let program = dir.path().join("nap");
-    fs::copy("/bin/sleep", &program).expect("copy sleep");
-    let mut nap = Command::new(&program).arg("30").spawn().expect("run the copy");
-    let exe = format!("/proc/{}/exe", nap.id());
-    common::wait_until("the copy runs", || fs::read_link(&exe).is_ok_and(|p| p == program));
+    let nap = common::RunningProgram::start(dir.path());
+    let program = nap.path.clone();
     let before = fs::read(&program).expect("read program");
     let show_flags = "for fd in /proc/$$/fd/*; do [ \"$(readlink $fd)\" = \"$1\" ] && \
                       grep flags /proc/$$/fdinfo/${fd##*/}; done; true";
@@ -594,8 +591,7 @@ fn a_file_lock_without_a_label_opens_read_only() {
         "sh",
         text(&program),
     ]);
-    let _ = nap.kill();
-    let _ = nap.wait();
+    drop(nap);
     assert_eq!(outcome.code, 0, "{outcome:?}");
     assert_eq!(outcome.stdout, "flags:\t0100000\n", "not read-only (O_RDONLY|O_LARGEFILE)");
     assert_eq!(fs::read(&program).expect("read program"), before, "the program was written");

@@ -258,11 +258,8 @@ fn io_errors_keep_their_source() {
 #[cfg(target_os = "linux")]
 fn a_running_programs_file_can_be_locked() {
     let tmp = temp_dir();
-    let program = tmp.path().join("nap");
-    fs::copy("/bin/sleep", &program).expect("copy sleep");
-    let mut nap = std::process::Command::new(&program).arg("30").spawn().expect("run it");
-    let exe = format!("/proc/{}/exe", nap.id());
-    common::wait_until("the copy runs", || fs::read_link(&exe).is_ok_and(|p| p == program));
+    let nap = common::RunningProgram::start(tmp.path());
+    let program = nap.path.clone();
     let before = fs::read(&program).expect("read program");
     let plain = PackLock::open_file(&program).map(|lock| lock.try_acquire().map(drop));
     let labelled = PackLock::builder(tmp.path())
@@ -270,8 +267,7 @@ fn a_running_programs_file_can_be_locked() {
         .label("labelled")
         .open()
         .map(|lock| lock.try_acquire().map(drop));
-    let _ = nap.kill();
-    let _ = nap.wait();
+    drop(nap);
     assert!(matches!(plain, Ok(Ok(()))), "{plain:?}");
     assert!(matches!(labelled, Ok(Ok(()))), "{labelled:?}");
     assert_eq!(fs::read(&program).expect("read program"), before, "the program was written");

@@ -138,3 +138,31 @@ pub fn open_files_can_be_replaced() -> bool {
     std::fs::write(&fresh, b"").expect("create replacement");
     name_went && std::fs::rename(&fresh, &replaced).is_ok()
 }
+
+/// A program running from its own file: a copy of `sleep 30` at `dir/nap`,
+/// running once this returns; killed when dropped.
+#[cfg(target_os = "linux")]
+pub struct RunningProgram {
+    pub path: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+#[cfg(target_os = "linux")]
+impl RunningProgram {
+    pub fn start(dir: &Path) -> Self {
+        let path = dir.join("nap");
+        std::fs::copy("/bin/sleep", &path).expect("copy sleep");
+        let child = std::process::Command::new(&path).arg("30").spawn().expect("run the copy");
+        let exe = format!("/proc/{}/exe", child.id());
+        wait_until("the copy runs", || std::fs::read_link(&exe).is_ok_and(|p| p == path));
+        Self { path, child }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for RunningProgram {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
