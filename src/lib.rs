@@ -207,9 +207,11 @@
 //! `flock -s`) and exclude exclusive ones both ways. All shared holds of a
 //! process on one file share one OS lock, taken by the first and released
 //! by the last, so the process still sends at most one waiter to the
-//! kernel. A shared [`try_acquire`](PackLock::try_acquire) is
-//! [`Busy`](PackLockError::Busy) only when an exclusive lock is held, also
-//! while other shared acquires come and go. There is no upgrade or
+//! kernel. A shared [`try_acquire`](PackLock::try_acquire) never waits and
+//! is [`Busy`](PackLockError::Busy) exactly when an exclusive lock is in
+//! the way: held, waited for in this process (writers go first within a
+//! process), or waited out in the kernel by a reader of this process.
+//! There is no upgrade or
 //! downgrade: `flock` converts a lock by releasing it first, which would
 //! let others in.
 //!

@@ -237,15 +237,16 @@ impl PackLock {
     /// # Errors
     ///
     /// [`PackLockError::Busy`] when anyone holds the lock — another
-    /// process, another thread or task, or the caller itself; for a
-    /// [shared](crate::PackLockBuilder::shared) lock, only when an exclusive lock
-    /// is held (other shared holds never make it busy).
+    /// process, another thread or task, or the caller itself. For a
+    /// [shared](crate::PackLockBuilder::shared) lock, exactly when an
+    /// exclusive lock is in the way (other shared holds never make it
+    /// busy): held by anyone, waited for by an exclusive acquire of this
+    /// process (writers go first within a process), or waited out in the
+    /// kernel by a shared acquire of this process.
     /// [`PackLockError::Io`] when the OS lock call fails.
     ///
-    /// It never waits for another process, nor for another thread's or
-    /// task's hold; a shared `try_acquire` that meets another acquire of
-    /// this process taking the OS lock waits for that non-blocking attempt
-    /// (microseconds) and then joins it or tries itself.
+    /// It never waits: not for another process, nor for another thread's or
+    /// task's hold or acquire, whatever state that acquire is in.
     ///
     /// # Examples
     ///

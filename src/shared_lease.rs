@@ -3,36 +3,34 @@
 //!
 //! `flock` belongs to an open file, not to a hold, so shared holds of one
 //! process cannot each lock and unlock on their own: the first to arrive
-//! takes the OS shared lock and the last to leave releases it. The count
-//! and the unlock sit under one mutex, so a newcomer either joins a lock
-//! that is still held or finds none and takes a new one after the old one
-//! was released — never a lock about to be released under it. Taking a
-//! new lock is serialised by a second, async mutex, held across the OS
-//! wait, so that one reader at a time waits in the kernel.
+//! takes the OS shared lock and the last to leave releases it. Everything
+//! that changes who has it — joining, a non-blocking attempt, recording a
+//! grant, the last one leaving — happens under one mutex, so a newcomer
+//! either joins a lock that is still held or finds none and takes a new
+//! one, never a lock about to be released under it. Only a wait in the
+//! kernel happens outside it, and while one does, the lease says so
+//! (`waiting_in_os`) and nothing else touches the OS lock: an attempt
+//! beside it could succeed and be undone by the waiter's own release.
 //!
-//! A shared `try_acquire` that finds another acquire taking the lock must
-//! not give up on that account alone: shared holds never conflict, so it is
-//! `Busy` only when an exclusive lock exists. The taker therefore publishes
-//! what it is doing ([`Phase`]): a non-blocking attempt (microseconds; the
-//! try waits for its outcome, then joins or tries itself), or a wait in the
-//! kernel, which it starts only after the OS refused a non-blocking
-//! attempt — another process holds the lock exclusively, and the try is
-//! `Busy` at once.
+//! Waiting in the kernel is serialised by a second, async mutex
+//! ([`Taking`]), held across the wait, so that one reader at a time waits
+//! there. A shared `try_acquire` never touches that mutex and never waits
+//! for anyone: under the state mutex it joins, or finds a wait in the
+//! kernel (an exclusive lock elsewhere: `Busy`), or makes its own
+//! non-blocking attempt.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_lock::MutexGuardArc;
 
 use crate::PackLockError;
-use crate::backend::{Grant, LockBackend};
+use crate::backend::{Grant, LockBackend, Mode};
 
 /// One per lock file per process, in the file's registry entry.
 #[derive(Debug, Default)]
 pub(crate) struct SharedLease {
     state: Mutex<State>,
-    /// Signalled whenever the taker's [`Phase`] changes.
-    phase_changed: Condvar,
-    /// Held by the one shared acquire that takes the OS lock (see [`Taking`]).
+    /// Held by the one shared acquire that may wait in the kernel.
     taking: Arc<async_lock::Mutex<()>>,
 }
 
@@ -45,34 +43,18 @@ struct State {
     /// What the backend granted with it (its fence, its lost signal),
     /// which every share reports.
     grant: Grant,
-    /// What the holder of `taking` is doing.
-    phase: Phase,
+    /// The holder of `taking` waits in the kernel: a non-blocking attempt
+    /// was refused, so another process holds the lock exclusively.
+    waiting_in_os: bool,
 }
 
-/// What the acquire holding `taking` is doing, for shared `try_acquire`s
-/// to see.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Phase {
-    /// Nothing (or it has just got `taking` and is about to try).
-    #[default]
-    Idle,
-    /// Joining, or trying the OS lock without blocking: over in moments.
-    Trying,
-    /// Blocked in the OS lock, which was refused to a non-blocking attempt:
-    /// another process holds it exclusively.
-    WaitingInOs,
-}
-
-/// What a shared acquire that may not wait found: see
-/// [`SharedLease::join_or_take_now`].
-pub(crate) enum Now {
-    /// Another shared hold has the OS lock: this is our part of it.
-    Joined(Share),
-    /// Nobody has it and nobody is taking it: our turn to try.
-    Taking(Taking),
-    /// Another acquire of this process waits in the kernel for an
-    /// exclusive holder to let go.
-    Busy,
+/// What one attempt at the shared lock found.
+pub(crate) enum Attempt {
+    /// The shared lock is ours (joined, or just taken).
+    Had(Share),
+    /// An exclusive lock is in the way: the OS refused, or this process
+    /// already waits in the kernel for it.
+    Refused,
 }
 
 impl SharedLease {
@@ -87,57 +69,66 @@ impl SharedLease {
         Share { lease: Arc::clone(self), grant: state.grant.clone() }
     }
 
-    /// The right to take the OS lock, if nobody has it now.
-    pub(crate) fn try_take(self: &Arc<Self>) -> Option<Taking> {
+    /// Joins the OS shared lock, or takes it on `backend` without waiting.
+    /// Never waits for another acquire: while one of this process waits in
+    /// the kernel, this is [`Attempt::Refused`] at once. With `then_wait`
+    /// (the caller holds [`Taking`]), a refusal records that the caller now
+    /// waits in the kernel, in the same critical section.
+    pub(crate) fn attempt(
+        self: &Arc<Self>,
+        backend: &Arc<dyn LockBackend>,
+        then_wait: Option<&Taking>,
+    ) -> Result<Attempt, PackLockError> {
         let mut state = self.state();
-        let guard = self.taking.try_lock_arc()?;
-        Some(self.taking(&mut state, guard))
-    }
-
-    /// The right to take the OS lock, waiting (as an acquire that may wait)
-    /// for whoever has it; `blocking` waits by blocking the thread.
-    pub(crate) async fn take(self: &Arc<Self>, blocking: bool) -> Taking {
-        let guard =
-            if blocking { self.taking.lock_arc_blocking() } else { self.taking.lock_arc().await };
-        self.taking(&mut self.state(), guard)
-    }
-
-    /// For an acquire that may not wait: joins the OS shared lock, or gets
-    /// the right to take it, or finds it `Busy` — waiting only while
-    /// another acquire of this process makes a non-blocking attempt (or is
-    /// about to), never for another process.
-    pub(crate) fn join_or_take_now(self: &Arc<Self>) -> Now {
-        let mut state = self.state();
-        loop {
-            if state.holders > 0 {
-                return Now::Joined(self.joined(&mut state));
+        if state.holders > 0 {
+            return Ok(Attempt::Had(self.joined(&mut state)));
+        }
+        if state.waiting_in_os {
+            return Ok(Attempt::Refused);
+        }
+        match backend.try_lock(Mode::Shared)? {
+            Some(grant) => Ok(Attempt::Had(self.started(&mut state, backend, grant))),
+            None => {
+                state.waiting_in_os = then_wait.is_some();
+                Ok(Attempt::Refused)
             }
-            if state.phase == Phase::WaitingInOs {
-                return Now::Busy;
-            }
-            if let Some(guard) = self.taking.try_lock_arc() {
-                return Now::Taking(self.taking(&mut state, guard));
-            }
-            state = self.phase_changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
-    fn taking(self: &Arc<Self>, state: &mut State, guard: MutexGuardArc<()>) -> Taking {
-        self.set_phase(state, Phase::Trying);
+    /// The right to wait in the kernel, if nobody has it now.
+    pub(crate) fn try_take(self: &Arc<Self>) -> Option<Taking> {
+        let guard = self.taking.try_lock_arc()?;
+        Some(Taking { guard: Some(guard), lease: Arc::clone(self) })
+    }
+
+    /// The right to wait in the kernel, waiting (as an acquire that may
+    /// wait) for whoever has it; `blocking` waits by blocking the thread.
+    pub(crate) async fn take(self: &Arc<Self>, blocking: bool) -> Taking {
+        let guard =
+            if blocking { self.taking.lock_arc_blocking() } else { self.taking.lock_arc().await };
         Taking { guard: Some(guard), lease: Arc::clone(self) }
     }
 
-    fn set_phase(&self, state: &mut State, phase: Phase) {
-        state.phase = phase;
-        self.phase_changed.notify_all();
+    /// Records the OS shared lock just granted on `backend` after a wait in
+    /// the kernel (by the holder of [`Taking`]) as the process's.
+    pub(crate) fn granted(self: &Arc<Self>, backend: &Arc<dyn LockBackend>, grant: Grant) -> Share {
+        let mut state = self.state();
+        state.waiting_in_os = false;
+        if state.holders > 0 {
+            // Nothing can start a lock while we wait; a join is still right.
+            return self.joined(&mut state);
+        }
+        self.started(&mut state, backend, grant)
     }
 
-    /// Records the OS shared lock just taken on `target` (by the holder of
-    /// `taking`), granted as `grant`, as the process's, held by one share.
-    pub(crate) fn start(self: &Arc<Self>, backend: Arc<dyn LockBackend>, grant: Grant) -> Share {
-        let mut state = self.state();
+    fn started(
+        self: &Arc<Self>,
+        state: &mut State,
+        backend: &Arc<dyn LockBackend>,
+        grant: Grant,
+    ) -> Share {
         state.holders = 1;
-        state.locked = Some(backend);
+        state.locked = Some(Arc::clone(backend));
         state.grant = grant.clone();
         Share { lease: Arc::clone(self), grant }
     }
@@ -148,7 +139,7 @@ impl SharedLease {
         if state.holders > 0 {
             return Ok(());
         }
-        // Unlocked under the mutex: nobody can join in between.
+        // Unlocked under the mutex: nobody can join or attempt in between.
         state.grant = Grant::default();
         match state.locked.take() {
             Some(backend) => backend.unlock(),
@@ -161,8 +152,8 @@ impl SharedLease {
     }
 }
 
-/// The right to take the process's shared OS lock, held by one acquire at
-/// a time (across its OS wait, if any); gives it up when dropped.
+/// The right to wait in the kernel for the process's shared OS lock, held
+/// by one acquire at a time across its wait; gives it up when dropped.
 #[derive(Debug)]
 pub(crate) struct Taking {
     /// `None` only while dropping.
@@ -170,21 +161,14 @@ pub(crate) struct Taking {
     lease: Arc<SharedLease>,
 }
 
-impl Taking {
-    /// Says that the OS refused a non-blocking attempt and the taker now
-    /// blocks in the OS lock, so shared `try_acquire`s are `Busy`.
-    pub(crate) fn waiting_in_os(&self) {
-        self.lease.set_phase(&mut self.lease.state(), Phase::WaitingInOs);
-    }
-}
-
 impl Drop for Taking {
     fn drop(&mut self) {
-        // Released under the state mutex, so that a try seeing `Idle` finds
-        // `taking` free (unless a newcomer has it, which then says so).
+        // However the wait ended (granted and recorded, failed, abandoned),
+        // nobody of ours waits in the kernel any more.
         let mut state = self.lease.state();
+        state.waiting_in_os = false;
+        drop(state);
         drop(self.guard.take());
-        self.lease.set_phase(&mut state, Phase::Idle);
     }
 }
 

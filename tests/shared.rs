@@ -504,6 +504,94 @@ fn a_shared_try_acquire_is_busy_beside_an_exclusive_file_lock() {
     drop(exclusive(dir.path()).try_acquire().expect("free at the end"));
 }
 
+/// A shared `try_acquire` never waits for another acquire, whatever state
+/// that one is in — here an async shared acquire that was queued, woken
+/// and refused, and then never polled again on this very thread (which
+/// leaves an async mutex it queued on refusing `try_lock` for good). Tries
+/// are `Busy` at once while a waiter of ours waits in the kernel behind an
+/// exclusive lock, and succeed at once when the lock is free.
+#[test]
+fn a_shared_try_acquire_never_waits_for_other_acquires() {
+    let dir = temp_dir();
+    let readers = shared(dir.path());
+    let try_elsewhere = |outcome: &str| {
+        let (tried, tried_rx) = mpsc::channel();
+        let other_readers = shared(dir.path());
+        // Not scoped, so that a try that hangs fails the test.
+        thread::spawn(move || tried.send(other_readers.try_acquire()).expect("report"));
+        let tried = tried_rx.recv_timeout(DEADLINE);
+        tried.unwrap_or_else(|_| panic!("a shared try_acquire waited ({outcome})"))
+    };
+    // Another process's exclusive lock, and a reader of ours waiting in
+    // the kernel for it.
+    let blocker = || {
+        let file = fs::File::open(readers.path()).expect("open the lock file");
+        file.lock().expect("exclusive std lock");
+        file
+    };
+    let wait_behind = |file: fs::File| {
+        thread::scope(|scope| {
+            let waiter = scope.spawn(|| readers.acquire().expect("shared acquire"));
+            common::wait_until_parked(readers.path());
+            let what = "a shared try_acquire beside a reader waiting in the kernel";
+            assert_err!(try_elsewhere("held"), PackLockError::Busy, readers.path(), what);
+            drop(file); // the exclusive lock goes
+            waiter.join().expect("waiter panicked")
+        })
+    };
+    let mut queued = Box::pin(readers.acquire_async());
+    let held = thread::scope(|scope| {
+        let file = blocker();
+        let waiter = scope.spawn(|| readers.acquire().expect("shared acquire"));
+        common::wait_until_parked(readers.path());
+        assert!(future::block_on(future::poll_once(&mut queued)).is_none());
+        // Setup, not a check: let the queued acquire age past async-lock's
+        // 0.5 ms, after which a refused wake-up makes it "starved".
+        thread::sleep(Duration::from_millis(2));
+        drop(file);
+        waiter.join().expect("waiter panicked")
+    });
+    drop(held);
+    // Woken, but refused: another reader waits in the kernel now.
+    let file = blocker();
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| readers.acquire().expect("shared acquire"));
+        common::wait_until_parked(readers.path());
+        assert!(future::block_on(future::poll_once(&mut queued)).is_none());
+        drop(file);
+        drop(waiter.join().expect("waiter panicked"));
+    });
+    // `queued` is never polled again: the lock is free.
+    drop(try_elsewhere("free").expect("a free lock"));
+    drop(readers.try_acquire().expect("a free lock, on this thread"));
+    // (Waiting acquires queue behind `queued`, fairly, until it goes.)
+    drop(queued);
+    drop(wait_behind(blocker()));
+    drop(exclusive(dir.path()).try_acquire().expect("free at the end"));
+}
+
+/// Within a process writers go first: while an exclusive acquire of this
+/// process waits, a shared `try_acquire` is `Busy` although only shared
+/// holds exist (and another process's `flock -s -n` gets the lock), and
+/// the writer gets the lock when the last shared hold goes.
+#[test]
+fn a_waiting_writer_of_this_process_makes_shared_try_acquires_busy() {
+    let dir = temp_dir();
+    let readers = shared(dir.path());
+    let writer = exclusive(dir.path());
+    let reading = readers.try_acquire().expect("a free lock");
+    let mut writing = Box::pin(writer.acquire_async());
+    assert!(future::block_on(future::poll_once(&mut writing)).is_none(), "a reader holds it");
+    let what = "a shared try_acquire while a writer of this process waits";
+    assert_err!(readers.try_acquire(), PackLockError::Busy, readers.path(), what);
+    #[cfg(target_os = "linux")]
+    assert_eq!(common::flock::nonblocking(readers.path(), &["-s"]), 0, "flock -s -n");
+    drop(reading);
+    let written = future::block_on(writing).expect("the writer gets the lock");
+    drop(written);
+    drop(readers.try_acquire().expect("free again"));
+}
+
 /// A live shared hold means the OS lock is held: another open file of the
 /// same lock file can never take it exclusively, however quickly shared
 /// holds on one `PackLock` come and go around it. (Stops at the first hold

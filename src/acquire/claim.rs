@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::PackLockError;
 use crate::backend::{Grant, Interrupt, LockBackend, Mode};
 use crate::registry::SlotGuard;
-use crate::shared_lease::{Share, SharedLease};
+use crate::shared_lease::{Attempt, Share, SharedLease, Taking};
 use crate::target::Target;
 
 /// The slot, and once granted the OS lock. Dropping it — for example when
@@ -31,16 +31,15 @@ pub(crate) struct Claim {
 enum OsLock {
     /// Ours alone, on our own file.
     Exclusive(Grant),
-    /// Our part of the process's shared lock; `joined` when another shared
-    /// hold took it (and recorded the holder).
-    Shared { share: Share, joined: bool },
+    /// Our part of the process's shared lock.
+    Shared(Share),
 }
 
 impl OsLock {
     fn grant(&self) -> &Grant {
         match self {
             Self::Exclusive(grant) => grant,
-            Self::Shared { share, .. } => share.grant(),
+            Self::Shared(share) => share.grant(),
         }
     }
 
@@ -48,7 +47,7 @@ impl OsLock {
     fn give_back(self, target: &Target) -> Result<(), PackLockError> {
         match self {
             Self::Exclusive(_) => target.backend.unlock(),
-            Self::Shared { share, .. } => share.leave(),
+            Self::Shared(share) => share.leave(),
         }
     }
 }
@@ -85,8 +84,8 @@ impl Claim {
     }
 
     /// Joins the process's shared lock if a shared hold has it now.
-    pub(crate) fn try_join(&mut self, lease: &Arc<SharedLease>) -> bool {
-        let share = lease.join();
+    pub(crate) fn try_join(&mut self) -> bool {
+        let share = self.shared_lease().join();
         let joined = share.is_some();
         if let Some(share) = share {
             self.joined(share);
@@ -95,22 +94,29 @@ impl Claim {
     }
 
     /// Records `share` of the process's shared lock as this claim's.
-    pub(crate) fn joined(&mut self, share: Share) {
-        self.os = Some(OsLock::Shared { share, joined: true });
+    fn joined(&mut self, share: Share) {
+        self.os = Some(OsLock::Shared(share));
     }
 
-    /// Whether this claim took the OS lock itself (rather than joining
-    /// another shared hold's), and so should record itself as the holder.
-    pub(crate) fn took_the_lock(&self) -> bool {
-        !matches!(self.os, Some(OsLock::Shared { joined: true, .. }))
-    }
-
-    /// Takes the OS lock on our file if it is free; `Ok(false)` when busy.
-    pub(crate) fn try_lock(&mut self) -> Result<bool, PackLockError> {
-        let grant = self.target.backend.try_lock(self.mode())?;
+    /// Takes the OS lock on our file if it is free, or for a shared claim
+    /// joins the process's shared lock; `Ok(false)` when busy. A shared
+    /// claim holding `taking` goes on to wait in the kernel when refused
+    /// (see [`SharedLease::attempt`]).
+    pub(crate) fn try_lock(&mut self, taking: Option<&Taking>) -> Result<bool, PackLockError> {
+        if self.mode() == Mode::Shared {
+            let lease = Arc::clone(self.shared_lease());
+            return Ok(match lease.attempt(&self.target.backend, taking)? {
+                Attempt::Had(share) => {
+                    self.joined(share);
+                    true
+                }
+                Attempt::Refused => false,
+            });
+        }
+        let grant = self.target.backend.try_lock(Mode::Exclusive)?;
         let locked = grant.is_some();
         if let Some(grant) = grant {
-            self.granted(grant);
+            self.os = Some(OsLock::Exclusive(grant));
         }
         Ok(locked)
     }
@@ -119,19 +125,13 @@ impl Claim {
     /// or until `interrupt` fires (where the backend can stop its wait).
     pub(crate) fn lock_blocking(mut self, interrupt: &Interrupt) -> Result<Self, PackLockError> {
         let grant = self.target.backend.lock(self.mode(), interrupt)?;
-        self.granted(grant);
-        Ok(self)
-    }
-
-    fn granted(&mut self, grant: Grant) {
         self.os = Some(match self.mode() {
             Mode::Exclusive => OsLock::Exclusive(grant),
             Mode::Shared => {
-                let backend = Arc::clone(&self.target.backend);
-                let share = self.shared_lease().start(backend, grant);
-                OsLock::Shared { share, joined: false }
+                OsLock::Shared(self.shared_lease().granted(&self.target.backend, grant))
             }
         });
+        Ok(self)
     }
 
     /// What the backend granted: the claim's own lock's, or for a shared

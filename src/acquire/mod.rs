@@ -31,7 +31,7 @@ use crate::held::{Checks, HeldContext, Registration};
 use crate::holder::most_telling;
 use crate::options::Options;
 use crate::registry::SlotGuard;
-use crate::shared_lease::Now;
+use crate::shared_lease::Taking;
 use crate::target::{CurrentTarget, Target};
 use crate::{PackLockError, PackLockHold};
 use claim::Claim;
@@ -83,7 +83,9 @@ pub(crate) async fn run(
                 let path = backend.path().display();
                 log::debug!("acquired lock on {path} after {:?}", since.elapsed());
             }
-            if let (true, Some(label)) = (claim.took_the_lock(), &options.label) {
+            // Shared holds write nothing: holders of other processes may
+            // be writing at the same moment.
+            if let (Mode::Exclusive, Some(label)) = (mode, &options.label) {
                 record_holder(&backend, label, wait).await;
             }
             return Ok(PackLockHold::new(claim, registration, options.tier));
@@ -154,44 +156,44 @@ async fn take_slot(
 /// Steps 2 and 3 for an exclusive claim: the OS lock, at once if free,
 /// else by waiting as the waiter may.
 async fn lock_os(claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    let (claim, (), got) = try_lock(claim, (), waiter).await?;
+    let (claim, _, got) = try_lock(claim, None, waiter).await?;
     if got {
         return Ok(claim);
     }
-    let (claim, ()) = wait_for_os_lock(claim, (), waiter).await?;
+    let (claim, _) = wait_for_os_lock(claim, None, waiter).await?;
     Ok(claim)
 }
 
 /// Step 2: the backend's lock, without waiting for it: on the caller's
 /// thread, unless the caller is async and the backend is remote (a round
 /// trip, longer when the far end is slow or gone), which runs on the
-/// blocking pool like a wait, owning the claim and `passenger` (whatever
-/// else must stay held while it runs) so that a caller that goes away
-/// leaves nothing half done. A backend out of reach for now (a lock
+/// blocking pool like a wait, owning the claim and `taking` (a shared
+/// claim's right to wait in the kernel next, which must stay held while
+/// it runs) so that a caller that goes away leaves nothing half done. A backend out of reach for now (a lock
 /// server restarting, a connection cut) fails an acquire that may not
 /// wait; one that may goes on to wait, and its wait rides the outage out
 /// until had or until its deadline.
-async fn try_lock<P: Send + 'static>(
+async fn try_lock(
     mut claim: Claim,
-    passenger: P,
+    taking: Option<Taking>,
     waiter: &Waiter,
-) -> Result<(Claim, P, bool), PackLockError> {
-    let (claim, passenger, tried) = if waiter.wait == Wait::Task && claim.backend().is_remote() {
+) -> Result<(Claim, Option<Taking>, bool), PackLockError> {
+    let (claim, taking, tried) = if waiter.wait == Wait::Task && claim.backend().is_remote() {
         let path = claim.backend().path().to_path_buf();
         let job = move || {
-            let tried = claim.try_lock();
-            (claim, passenger, tried)
+            let tried = claim.try_lock(taking.as_ref());
+            (claim, taking, tried)
         };
         offload::unblock(job).await.map_err(|e| PackLockError::io(&path, e))?
     } else {
-        let tried = claim.try_lock();
-        (claim, passenger, tried)
+        let tried = claim.try_lock(taking.as_ref());
+        (claim, taking, tried)
     };
     match tried {
-        Ok(got) => Ok((claim, passenger, got)),
+        Ok(got) => Ok((claim, taking, got)),
         Err(e) if waiter.wait != Wait::Never && e.is_transient() => {
             log::debug!("{e}; waiting for it");
-            Ok((claim, passenger, false))
+            Ok((claim, taking, false))
         }
         Err(e) => Err(e),
     }
@@ -211,62 +213,54 @@ async fn record_holder(backend: &Arc<dyn LockBackend>, label: &str, wait: Wait) 
 }
 
 /// Steps 2 and 3 for a shared claim: join the process's shared OS lock if
-/// another shared hold has it; otherwise take it, holding the `taking`
-/// mutex so that the other readers of this process wait here rather than
-/// in the kernel.
+/// another shared hold has it, or take it (see [`SharedLease`]).
 ///
-/// An acquire that may not wait is `Busy` only when an exclusive lock
-/// exists: when the OS refuses it, or when another acquire of this process
-/// waits in the kernel because the OS refused it. It waits for another
-/// acquire's non-blocking attempt rather than mistake it for a conflict.
+/// An acquire that may not wait makes one attempt, which never waits for
+/// another acquire: it is `Busy` only when an exclusive lock is in the way
+/// (the OS refuses, or another acquire of this process waits in the kernel
+/// because the OS refused it). An acquire that may wait first gets the
+/// right to wait in the kernel ([`Taking`]), so that the other readers of
+/// this process wait here rather than there.
+///
+/// [`SharedLease`]: crate::shared_lease::SharedLease
 async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockError> {
-    let lease = Arc::clone(claim.shared_lease());
-    if claim.try_join(&lease) {
+    if waiter.wait == Wait::Never {
+        let (claim, _, got) = try_lock(claim, None, waiter).await?;
+        return if got { Ok(claim) } else { Err(busy(claim.backend())) };
+    }
+    if claim.try_join() {
         return Ok(claim);
     }
-    let taking = match (waiter.wait, lease.try_take()) {
-        (_, Some(taking)) => taking,
-        (Wait::Never, None) => match lease.join_or_take_now() {
-            Now::Joined(share) => {
-                claim.joined(share);
-                return Ok(claim);
-            }
-            Now::Taking(taking) => taking,
-            Now::Busy => return Err(busy(claim.backend())),
-        },
-        (wait, None) => {
+    let lease = Arc::clone(claim.shared_lease());
+    let taking = match lease.try_take() {
+        Some(taking) => taking,
+        None => {
             waiter.must_wait(claim.target())?;
-            lease.take(wait == Wait::Thread).await
+            lease.take(waiter.wait == Wait::Thread).await
         }
     };
-    // Another reader may have taken it while we waited for `taking`.
-    if claim.try_join(&lease) {
-        return Ok(claim);
-    }
-    // The try owns `taking`: another reader of this process must not try
-    // while it runs, even if this acquire is dropped meanwhile.
-    let (claim, taking, got) = try_lock(claim, taking, waiter).await?;
+    // The attempt owns `taking`: another reader of this process must not
+    // wait in the kernel while it runs, even if this acquire is dropped.
+    let (claim, taking, got) = try_lock(claim, Some(taking), waiter).await?;
     if got {
         return Ok(claim);
     }
-    waiter.must_wait(claim.target())?;
-    taking.waiting_in_os();
     let (claim, _taking) = wait_for_os_lock(claim, taking, waiter).await?;
     Ok(claim)
 }
 
 /// Step 3: the OS lock is busy, so wait for it as the waiter may. An async
 /// wait runs on the blocking pool (or, in a forked child, on a thread of
-/// its own: see [`offload`]), and the job owns the claim and `passenger`
-/// (whatever else must stay held while it waits), so a caller that goes
-/// away leaves a job that releases everything once granted — and, for a
+/// its own: see [`offload`]), and the job owns the claim and `taking` (a
+/// shared claim's right to wait in the kernel), so a caller that goes away
+/// leaves a job that releases everything once granted — and, for a
 /// backend whose wait can be stopped, fires the wait's [`Interrupt`] so
 /// that the job ends at once with nothing held.
-async fn wait_for_os_lock<P: Send + 'static>(
+async fn wait_for_os_lock(
     claim: Claim,
-    passenger: P,
+    taking: Option<Taking>,
     waiter: &mut Waiter,
-) -> Result<(Claim, P), PackLockError> {
+) -> Result<(Claim, Option<Taking>), PackLockError> {
     waiter.must_wait(claim.target())?;
     let path = claim.backend().path();
     log::debug!("waiting for lock on {}: another process holds it", path.display());
@@ -274,7 +268,7 @@ async fn wait_for_os_lock<P: Send + 'static>(
     let interrupt = Interrupt::default();
     let job = {
         let interrupt = interrupt.clone();
-        move || claim.lock_blocking(&interrupt).map(|claim| (claim, passenger))
+        move || claim.lock_blocking(&interrupt).map(|claim| (claim, taking))
     };
     match waiter.wait {
         Wait::Task => {
