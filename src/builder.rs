@@ -299,31 +299,35 @@ impl PackLockBuilder {
     }
 
     /// Gives every hold of this lock a **fence** ([`PackLockHold::fence`](crate::PackLockHold::fence)),
-    /// kept as a counter in the lock file. Default: off.
+    /// kept as a counter in a file beside the lock file. Default: off.
     ///
-    /// Each exclusive acquire, before it returns, adds one to the counter
-    /// and gets the new value, so fences strictly increase over the
-    /// exclusive holds of the file, across processes and restarts; a shared
-    /// hold gets the fence of the last exclusive hold (0 if there was none)
-    /// without changing it. Send the fence with your writes and have the
+    /// Every grant, exclusive or shared, raises the counter before the
+    /// acquire returns and gets the new value, so each fence is larger than
+    /// every fence handed out before for that path: across processes,
+    /// restarts, and the lock file being deleted or replaced. (The shared
+    /// holds of one process share one OS lock, and so one fence.) Send the
+    /// fence with your writes — readers with their reads — and have the
     /// storage refuse fences smaller than the largest it has seen: a holder
     /// that was paused past the end of its hold then cannot overwrite the
     /// work of the next one.
     ///
-    /// The counter is the line `packlock-fence N` at the start of the lock
-    /// file (followed by the holder record of a [labelled](Self::label)
-    /// hold, if any). It is written with a positioned write and flushed with
-    /// `sync_data` before the acquire returns, so it survives a crash of the
-    /// machine; that costs one write and one flush to the disk per exclusive
-    /// acquire (shared ones only read).
+    /// The counter is the line `packlock-fence N` in `<lock file>.fence`
+    /// (created when the lock is opened), raised under that file's own
+    /// exclusive lock — one read, one positioned write and a `sync_data`, so
+    /// it survives a crash of the machine — which shared holders of several
+    /// processes take in turn. Each new fence is at least the time in
+    /// microseconds since 1970, so that fences start above the old ones even
+    /// if the fence file is lost (unless the system clock was set back in
+    /// between). The lock file itself is never written for fences: a data
+    /// file you lock can be fenced.
     ///
-    /// Fences are written only into a lock file that is empty or holds
-    /// packlock's own lines. An acquire of a lock file holding anything else
-    /// (a data file you lock) fails with [`PackLockError::CannotFence`],
-    /// naming the path, leaving the file untouched and nothing locked.
-    /// Opening fails the same way when the lock file can only be opened
-    /// read-only. Processes that lock the same file without fencing (or with
-    /// `flock(1)`) exclude and are excluded as usual, but take no fence.
+    /// A fence file holding anything but packlock's counter is never
+    /// written: the acquire fails with [`PackLockError::CannotFence`],
+    /// naming it, with nothing locked. Opening fails with
+    /// [`PackLockError::Io`] naming the fence file when it cannot be
+    /// created (a read-only file system). Processes that lock the same file
+    /// without fencing (or with `flock(1)`) exclude and are excluded as
+    /// usual, but take no fence.
     ///
     /// # Examples
     ///
@@ -349,8 +353,9 @@ impl PackLockBuilder {
     ///
     /// [`PackLockError::InvalidFileName`] for a bad sidecar name,
     /// [`PackLockError::UnreliableFileSystem`] under [`NetworkFsPolicy::Refuse`],
-    /// [`PackLockError::CannotFence`] with [fencing](Self::fencing) on a lock
-    /// file that can only be opened read-only,
+    /// [`PackLockError::CannotFence`] with [fencing](Self::fencing) when the
+    /// fence file is not a regular file (and [`PackLockError::Io`] naming it
+    /// when it cannot be created),
     /// [`PackLockError::NotAFile`] for a lock file path without a file name,
     /// [`PackLockError::NotARegularFile`] for a lock path that is a
     /// directory, a FIFO, a socket or a device, and [`PackLockError::Io`]

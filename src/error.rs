@@ -184,14 +184,15 @@ pub enum PackLockError {
     },
 
     /// A lock opened with [fencing](crate::PackLockBuilder::fencing) cannot
-    /// keep its fence in the lock file: the file holds data packlock did not
-    /// write (which it never overwrites), or can only be opened read-only.
-    /// Reported by opening (read-only) or by an acquire, which then leaves
-    /// nothing locked and the file untouched.
-    #[error("cannot keep a fence in lock file `{}`: {reason}", path.display())]
+    /// keep its fence in its fence file (`<lock file>.fence`): the file
+    /// holds data packlock did not write (which it never overwrites), is
+    /// not a regular file, or its counter is at its maximum. Reported by
+    /// opening or by an acquire, which then leaves nothing locked and the
+    /// file untouched.
+    #[error("cannot keep a fence in `{}`: {reason}", path.display())]
     #[non_exhaustive]
     CannotFence {
-        /// The lock file.
+        /// The fence file.
         path: PathBuf,
         /// Why not.
         reason: &'static str,

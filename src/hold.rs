@@ -191,15 +191,17 @@ impl PackLockHold {
     /// a lock file only when opened with
     /// [`fencing(true)`](crate::PackLockBuilder::fencing) (else `None`).
     ///
-    /// An exclusive hold's fence was committed before the acquire returned
-    /// (by the server; for a lock file, written into it and flushed to the
-    /// disk), and is larger than that of every earlier exclusive hold of the
-    /// name or file, even across restarts. A shared hold reports the fence
-    /// of the last exclusive hold, 0 if there was none (all shared holds of
-    /// a process share one OS or server lock, and so one fence). Pass it with every write
-    /// to storage that remembers the largest fence it has seen and refuses
-    /// smaller ones: a holder that lost its lock without knowing it (a long
-    /// pause, a cut connection) then cannot overwrite the work of the next.
+    /// Every grant's fence — exclusive and shared — was committed before
+    /// the acquire returned (by the server; for a lock file, written into
+    /// its fence file and flushed to the disk), and is larger than that of
+    /// every earlier grant of the name or file, even across restarts (the
+    /// shared holds of one process share one OS or server lock, and so one
+    /// fence). Pass it with every write to storage that remembers the
+    /// largest fence it has seen and refuses smaller ones: a holder that
+    /// lost its lock without knowing it (a long pause, a cut connection)
+    /// then cannot overwrite the work of the next. A reader passes its
+    /// fence too (with its reads, or once when it starts): the storage then
+    /// refuses the late writes of the writer that held the lock before it.
     ///
     /// # Examples
     ///

@@ -387,19 +387,21 @@ fn shared_holds_coexist_and_exclude_exclusive_ones() {
     let readers = server.lock("packs/foo").shared(true).open().expect("open");
     drop(writer.acquire().expect("a first exclusive hold: fence 1"));
 
+    // Every grant gets a new fence, shared ones too; holds joined to one
+    // process's shared lock share it.
     let other = common::spawn_holder("hold_shared", dir.path());
-    assert_eq!(read_when_there(dir.path(), "held_fence"), "1", "the last exclusive fence");
+    assert_eq!(read_when_there(dir.path(), "held_fence"), "2", "a reader's own fence");
     let err = writer.try_acquire().unwrap_err();
     assert!(matches!(err, PackLockError::Busy { .. }), "{err:?}");
     let a = readers.acquire().expect("shared beside another process's");
     let b = readers.try_acquire().expect("and beside our own");
-    assert_eq!((a.fence(), b.fence()), (Some(1), Some(1)));
+    assert_eq!((a.fence(), b.fence()), (Some(3), Some(3)));
     common::release(other);
     assert!(matches!(writer.try_acquire(), Err(PackLockError::Busy { .. })));
     drop((a, b));
 
     let exclusive = writer.try_acquire().expect("free once the shared holds are gone");
-    assert_eq!(exclusive.fence(), Some(2));
+    assert_eq!(exclusive.fence(), Some(4));
     let child = Child::spawn("try_shared", dir.path());
     child.expect("busy");
     child.join();

@@ -71,7 +71,7 @@
 //! `validate()` fails). The verifier then checks: no overlap between
 //! sections of holds that were not lost, no lost update among accepted
 //! writes, exclusive fences unique and increasing in the order their holds
-//! began, shared holds with the fence of the last exclusive hold before
+//! began, shared holds with a fence above every exclusive hold before
 //! them, and no rejected access by a hold that was not lost; it reports the
 //! stale accesses rejected (expected only when a cut hit a holder). The
 //! leak check asks, with every worker idle, that each name be free for a

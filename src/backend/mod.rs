@@ -95,8 +95,8 @@ pub(crate) enum LockKey {
 /// What a backend hands over with a granted lock.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Grant {
-    /// The lock's fence: for an exclusive grant, larger than any an earlier
-    /// holder got; for a shared one, that of the last exclusive grant.
+    /// The lock's fence, larger than any an earlier grant got, exclusive or
+    /// shared.
     /// `None` where the backend has no fences (files opened without fencing).
     pub(crate) fence: Option<u64>,
     /// Set when the lock is known to be gone; `None` where a lock cannot

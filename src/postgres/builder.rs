@@ -78,7 +78,7 @@ impl ServerLockBuilder {
     /// server's shared advisory lock): shared holds coexist, across
     /// processes and machines, and exclude exclusive ones both ways.
     /// Default: exclusive. All shared holds of one process share one
-    /// server lock, and so one fence: that of the last exclusive hold.
+    /// server lock, and so one fence, larger than every fence before it.
     ///
     /// # Examples
     ///

@@ -61,8 +61,8 @@ pub(crate) const LOCK_PARAMS: [Type; 3] = [Type::INT4, Type::INT4, Type::TIMESTA
 pub(crate) struct LockStatements {
     /// [`try_granted_sql`].
     pub(crate) try_exclusive: String,
-    /// [`granted_sql`], exclusive and shared.
-    granted: [String; 2],
+    /// [`granted_sql`].
+    granted: String,
     /// [`release_sql`], exclusive and shared.
     release: [String; 2],
 }
@@ -71,13 +71,13 @@ impl LockStatements {
     pub(crate) fn new(tables: &Tables) -> Self {
         LockStatements {
             try_exclusive: try_granted_sql(tables),
-            granted: [granted_sql(tables, false), granted_sql(tables, true)],
+            granted: granted_sql(tables),
             release: [release_sql(tables, false), release_sql(tables, true)],
         }
     }
 
-    pub(crate) fn granted(&self, shared: bool) -> &str {
-        &self.granted[usize::from(shared)]
+    pub(crate) fn granted(&self) -> &str {
+        &self.granted
     }
 
     pub(crate) fn release(&self, shared: bool) -> &str {
@@ -87,14 +87,12 @@ impl LockStatements {
 
 /// After a grant: the fence statement, which also records the hold. One
 /// autocommitted statement, so the new fence is committed before the
-/// acquire returns it.
-fn granted_sql(tables: &Tables, shared: bool) -> String {
+/// acquire returns it. Shared grants get a new fence too, larger than
+/// every fence before (the row lock orders concurrent ones), so that a
+/// reader's fence shuts out a writer that was there before it.
+fn granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
-    let fence = if shared {
-        format!("SELECT fence FROM {names} WHERE id = $2")
-    } else {
-        format!("UPDATE {names} SET fence = fence + 1 WHERE id = $2 RETURNING fence")
-    };
+    let fence = format!("UPDATE {names} SET fence = fence + 1 WHERE id = $2 RETURNING fence");
     let record = record_sql(holds, "TRUE");
     format!("WITH f AS ({fence}), h AS ({record}) SELECT fence FROM f")
 }
@@ -107,9 +105,7 @@ fn granted_sql(tables: &Tables, shared: bool) -> String {
 /// The lock is taken before the update runs (the update's condition reads
 /// it), and an update waits for, then sees, a fence a previous holder
 /// committed even after this statement began, so the fence still grows
-/// from holder to holder. (A shared grant only reads the fence, which this
-/// statement's snapshot could show from before a holder that came and went
-/// while it ran: shared grants keep two statements.)
+/// from holder to holder.
 fn try_granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
     let got = "(SELECT got FROM l)";

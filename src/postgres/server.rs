@@ -856,8 +856,8 @@ impl Inner {
     }
 
     /// After the advisory lock is granted: bumps and commits the fence
-    /// (exclusive) or reads it (shared), and records the hold. On failure
-    /// the lock is released again.
+    /// (for shared grants too), and records the hold. On failure the lock
+    /// is released again.
     async fn granted(
         &self,
         session: &Arc<Session>,
@@ -865,7 +865,7 @@ impl Inner {
         id: i32,
         shared: bool,
     ) -> Result<u64, ServerError> {
-        let sql = self.statements.granted(shared);
+        let sql = self.statements.granted();
         match self.query_lock(session, sql, id).await {
             Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
             Err(e) => {

@@ -41,16 +41,23 @@ fn two_connections_exclude_each_other() {
     assert!(second > first, "fences grow: {first} then {second}");
 }
 
+/// Every grant, shared ones too, gets a fence larger than all before it:
+/// a reader's fence shuts out the writer that held the lock before it.
 #[test]
-fn shared_holds_coexist_and_keep_the_fence() {
+fn shared_holds_coexist_and_each_gets_a_new_fence() {
     let Some(cluster) = PgCluster::start() else { return };
     let (a, b, c) = (connect(&cluster), connect(&cluster), connect(&cluster));
-    let fence = a.try_lock("readers", false).expect("try").expect("free");
+    let writer = a.try_lock("readers", false).expect("try").expect("free");
     a.unlock("readers").expect("unlock");
-    assert_eq!(a.try_lock("readers", true).expect("try"), Some(fence));
-    assert_eq!(b.try_lock("readers", true).expect("try"), Some(fence));
+    let first = a.try_lock("readers", true).expect("try").expect("shared");
+    let second = b.try_lock("readers", true).expect("try").expect("shared");
+    assert!(writer < first && first < second, "{writer} {first} {second}");
     assert_eq!(c.try_lock("readers", false).expect("try"), None);
-    assert_eq!(c.fence("readers").expect("fence"), fence);
+    assert_eq!(c.fence("readers").expect("fence"), second);
+    a.unlock("readers").expect("unlock");
+    b.unlock("readers").expect("unlock");
+    let next_writer = c.try_lock("readers", false).expect("try").expect("free");
+    assert!(next_writer > second, "{second} {next_writer}");
 }
 
 #[test]

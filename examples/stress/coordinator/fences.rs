@@ -19,9 +19,9 @@
 //!   session held the lock from its grant to its end). A lost hold may be
 //!   stamped late — lost between its grant and its start stamp, the next
 //!   holder can come and go in between — so its own start says nothing.
-//! * **Shared fences**: a kept shared hold's fence is at least that of
-//!   every exclusive hold that began before it and below that of every
-//!   kept one that began after it: the fence of the last exclusive hold.
+//! * **Shared fences**: a kept shared hold's fence is above that of every
+//!   exclusive hold that began before it (every grant gets a new fence)
+//!   and below that of every kept one that began after it.
 //! * **Rejected writes**: counted. A kept hold's read or write is never
 //!   rejected: no later fence exists while it holds.
 //! * **Dirty reads**: a kept shared section that saw the counter change
@@ -112,8 +112,8 @@ fn check_fences(group: &[Fenced], v: &mut Verification) {
 }
 
 /// Each kept shared hold's fence against the exclusive holds that began
-/// before (at least their largest) and the kept ones that began after
-/// (below their least).
+/// before (above their largest) and the kept ones that began after (below
+/// their least).
 fn check_shared(group: &[Fenced], v: &mut Verification) {
     let exclusive: Vec<&Fenced> = group.iter().filter(|s| s.exclusive).collect();
     let kept: Vec<&Fenced> = exclusive.iter().copied().filter(|s| s.kept).collect();
@@ -129,7 +129,7 @@ fn check_shared(group: &[Fenced], v: &mut Verification) {
     for shared in group.iter().filter(|s| !s.exclusive && s.kept) {
         let lower = before[exclusive.partition_point(|x| x.start < shared.start)];
         let upper = after[kept.partition_point(|x| x.start < shared.start)];
-        if shared.fence < lower || shared.fence >= upper {
+        if shared.fence <= lower || shared.fence >= upper {
             v.shared_fence_mismatches += 1;
             v.note(format!(
                 "shared hold with fence {} between exclusive fences {lower} and {upper}",

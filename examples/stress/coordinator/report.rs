@@ -106,7 +106,7 @@ fn print_fences(v: &Verification) {
     row("  of holds not lost (must be 0)", v.rejected_kept);
     row("duplicate exclusive fences", v.duplicate_fences);
     row("exclusive fences out of order", v.fence_disorder);
-    row("shared fences not the last exclusive one", v.shared_fence_mismatches);
+    row("shared fences not above the exclusive ones before", v.shared_fence_mismatches);
     row("changes seen by shared, from lost holds", v.explained_dirty_reads);
     for note in &v.fence_notes {
         println!("  fence: {note}");
@@ -196,7 +196,7 @@ fn failures(outcome: &Outcome) -> Vec<String> {
         (v.fence_disorder > 0, format!("{} exclusive fences out of order", v.fence_disorder)),
         (
             v.shared_fence_mismatches > 0,
-            format!("{} shared holds without the last exclusive fence", v.shared_fence_mismatches),
+            format!("{} shared holds whose fence is out of order", v.shared_fence_mismatches),
         ),
         (v.rejected_kept > 0, format!("{} rejected accesses of holds not lost", v.rejected_kept)),
         (v.intervals == 0, "no hold interval was logged: nothing verified".to_string()),

@@ -73,7 +73,7 @@ pub struct Verification {
     pub rejected: u64,
     pub rejected_kept: u64,
     /// Server mode: exclusive fences seen twice, or not above an earlier
-    /// kept hold's; shared fences that are not the last exclusive one.
+    /// kept hold's; shared fences not above the exclusive ones before them.
     pub duplicate_fences: u64,
     pub fence_disorder: u64,
     pub shared_fence_mismatches: u64,

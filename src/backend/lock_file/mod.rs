@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 pub(crate) mod faults;
+mod fence;
 pub(crate) mod network_fs;
 pub(crate) mod record;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use super::{Grant, Interrupt, LockBackend, LockKey, Mode};
 use crate::sys::{self, FileKey};
 use crate::{Holder, NetworkFsPolicy, PackLockError};
+use fence::FenceFile;
 
 /// An open lock file (a sidecar in a directory, or an explicit path) and
 /// the identity it had when it was opened.
@@ -31,8 +33,8 @@ pub(crate) struct LockFile {
     network_fs: NetworkFsPolicy,
     /// The process that opened the file (see [`LockFile::unlock`]).
     opened_by: u32,
-    /// Whether grants carry a fence kept in the file (see [`record::next_fence`]).
-    fencing: bool,
+    /// Where grants get their fences from, with fencing (see [`fence`]).
+    fences: Option<FenceFile>,
     /// Whether holders record themselves in the file (a labelled lock).
     records: bool,
 }
@@ -41,9 +43,8 @@ impl LockFile {
     /// Opens the lock file at `path`, creating it and any missing parent
     /// directories, and applies `network_fs` to its file system. Never
     /// truncates, never locks, and refuses anything but a regular file.
-    /// Keeps fences in the file when `fencing`: that needs write access, so
-    /// a file that can only be opened read-only is then refused with
-    /// [`PackLockError::CannotFence`]. Holders record themselves in it when
+    /// With `fencing`, also opens (creating it) its fence file (see
+    /// [`fence`]). Exclusive holders record themselves in it when
     /// `records`, where it can be written.
     ///
     /// A lock that writes nothing opens an existing file read-only, as
@@ -57,13 +58,7 @@ impl LockFile {
         records: bool,
     ) -> Result<Self, PackLockError> {
         refuse_special_file(path, fs::metadata(path))?;
-        let (mut file, writable) = open_or_create(path, fencing || records)?;
-        if fencing && !writable {
-            return Err(PackLockError::CannotFence {
-                path: path.to_path_buf(),
-                reason: "it can only be opened read-only, and fences must be written",
-            });
-        }
+        let (mut file, writable) = open_or_create(path, records)?;
         // Checked again on what was opened: the path may have changed since.
         // The same `fstat` gives the file's identity (on Unix).
         let metadata = file.metadata().map_err(|e| PackLockError::io(path, e))?;
@@ -77,9 +72,10 @@ impl LockFile {
                 file = read_write;
             }
         }
+        let fences = if fencing { Some(FenceFile::open(path)?) } else { None };
         let (path, key) = (path.to_path_buf(), LockKey::File(key));
         let opened_by = std::process::id();
-        Ok(Self { file, path, key, network_fs, opened_by, fencing, records })
+        Ok(Self { file, path, key, network_fs, opened_by, fences, records })
     }
 
     /// The process that opened the file.
@@ -99,39 +95,33 @@ impl LockFile {
         PackLockError::io(&self.path, source)
     }
 
-    /// What goes with the OS lock just taken in `mode`: without fencing,
-    /// nothing; with it, the fence (see [`record::next_fence`]). When the
-    /// fence cannot be had, the OS lock is given back and the acquire fails.
-    fn grant(&self, mode: Mode) -> Result<Grant, PackLockError> {
-        if !self.fencing {
-            return Ok(Grant::default());
-        }
-        let fence = match mode {
-            Mode::Exclusive => record::next_fence(&self.file),
-            Mode::Shared => record::current_fence(&self.file),
-        };
-        match fence {
+    /// What goes with the OS lock just taken: without fencing, nothing;
+    /// with it, a new fence, exclusive and shared grants alike (see
+    /// [`fence`]). When the fence cannot be had, the OS lock is given back
+    /// and the acquire fails.
+    fn grant(&self) -> Result<Grant, PackLockError> {
+        let Some(fences) = &self.fences else { return Ok(Grant::default()) };
+        match fences.next(record::legacy_fence(&self.file)) {
             Ok(fence) => Ok(Grant { fence: Some(fence), lost: None }),
             Err(e) => {
                 if let Err(unlock) = self.unlock() {
                     log::warn!("cannot release after failing to fence: {unlock}");
                 }
-                Err(self.fence_error(e))
+                Err(fence_error(fences.path(), e))
             }
         }
     }
+}
 
-    fn fence_error(&self, error: record::FenceError) -> PackLockError {
-        let reason = match error {
-            record::FenceError::Io(e) => return self.error(e),
-            record::FenceError::Foreign => {
-                "it holds data packlock did not write, which is never overwritten \
-                 (fences are kept only in an empty lock file or one holding packlock's own lines)"
-            }
-            record::FenceError::Exhausted => "its fence counter is at its maximum",
-        };
-        PackLockError::CannotFence { path: self.path.clone(), reason }
-    }
+fn fence_error(path: &Path, error: record::FenceError) -> PackLockError {
+    let reason = match error {
+        record::FenceError::Io(e) => return PackLockError::io(path, e),
+        record::FenceError::Foreign => {
+            "it holds data packlock did not write, which is never overwritten"
+        }
+        record::FenceError::Exhausted => "its fence counter is at its maximum",
+    };
+    PackLockError::CannotFence { path: path.to_path_buf(), reason }
 }
 
 impl LockBackend for LockFile {
@@ -157,7 +147,8 @@ impl LockBackend for LockFile {
     }
 
     fn reopen(&self) -> Result<Arc<dyn LockBackend>, PackLockError> {
-        Ok(Arc::new(Self::open(&self.path, self.network_fs, self.fencing, self.records)?))
+        let fencing = self.fences.is_some();
+        Ok(Arc::new(Self::open(&self.path, self.network_fs, fencing, self.records)?))
     }
 
     /// Takes the OS lock in `mode` if no one holds it in a conflicting
@@ -174,7 +165,7 @@ impl LockBackend for LockFile {
                 Mode::Shared => self.file.try_lock_shared(),
             };
             match attempt {
-                Ok(()) => return self.grant(mode).map(Some),
+                Ok(()) => return self.grant().map(Some),
                 Err(TryLockError::WouldBlock) => return Ok(None),
                 Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(TryLockError::Error(e)) => return Err(self.error(e)),
@@ -195,7 +186,7 @@ impl LockBackend for LockFile {
             Mode::Shared => self.file.lock_shared(),
         };
         retry_interrupted(call).map_err(|e| self.error(e))?;
-        self.grant(mode)
+        self.grant()
     }
 
     /// Releases the OS lock — unless this is a child made by `fork(2)`: it
@@ -314,7 +305,7 @@ fn may_open_read_only(error: &io::Error) -> bool {
     )
 }
 
-fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn retry_interrupted(mut call: impl FnMut() -> io::Result<()>) -> io::Result<()> {
     loop {
         match call() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

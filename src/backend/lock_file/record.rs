@@ -90,7 +90,10 @@ impl Content {
             rest => Some(Record::parse(rest.as_bytes())?),
         };
         let content = Self { fence, record, padding };
-        (content.to_text() == text).then_some(content)
+        // Padding alone is never written (it only follows content that
+        // shrank): a file of blank lines is someone's, not ours.
+        let padding_alone = padding > 0 && content.fence.is_none() && content.record.is_none();
+        (content.to_text() == text && !padding_alone).then_some(content)
     }
 }
 
@@ -118,24 +121,25 @@ pub(crate) enum FenceError {
     Exhausted,
 }
 
-/// For an exclusive holder of the lock file `file`: the next fence, one
-/// more than the counter there (0 when there is none yet), written back
-/// before it is returned and flushed to the disk with `sync_data`, so
-/// that it survives a crash of the machine. The holder record after the
-/// fence line is kept.
-pub(crate) fn next_fence(file: &File) -> Result<u64, FenceError> {
+/// For the holder of the fence file `file` (see `fence`): the next fence,
+/// one more than the counter there (0 when there is none yet) and at least
+/// `at_least`, written back before it is returned and flushed to the disk
+/// with `sync_data`, so that it survives a crash of the machine.
+pub(crate) fn next_fence(file: &File, at_least: u64) -> Result<u64, FenceError> {
     let (mut content, len) = read_stored(file)?;
     let fence = content.fence.unwrap_or(0).checked_add(1).ok_or(FenceError::Exhausted)?;
+    let fence = fence.max(at_least);
     content.fence = Some(fence);
     write_over(file, len, content).map_err(FenceError::Io)?;
     file.sync_data().map_err(FenceError::Io)?;
     Ok(fence)
 }
 
-/// For a shared holder of the lock file `file`: the fence of the last
-/// exclusive hold, 0 when there was none. Writes nothing.
-pub(crate) fn current_fence(file: &File) -> Result<u64, FenceError> {
-    Ok(read_content(file)?.fence.unwrap_or(0))
+/// The fence line a lock file may hold from before fences had a file of
+/// their own (0 when it has none, or holds other data): every new fence
+/// is larger. Writes nothing.
+pub(crate) fn legacy_fence(file: &File) -> u64 {
+    read_content(file).ok().and_then(|content| content.fence).unwrap_or(0)
 }
 
 /// What packlock keeps in `file`; [`FenceError::Foreign`] when it holds
@@ -397,6 +401,8 @@ mod tests {
             format!("packlock-fence 1\n  \n{TEXT}"),
             "data\npacklock-fence 1\n".into(),
             "someone's data".into(),
+            "\n".into(),
+            "        \n".into(),
         ] {
             assert_eq!(Content::parse(text.as_bytes()), None, "{text:?}");
         }

@@ -65,9 +65,9 @@ pub struct Args {
     #[arg(long, value_name = "CONN", conflicts_with = "file")]
     pub postgres: Option<String>,
 
-    /// Keep a fence counter in the lock file and give the command its hold's
-    /// fence as PACKLOCK_FENCE: one more for every exclusive hold, the last
-    /// one for a shared hold (server locks always have fences)
+    /// Give the command its hold's fence as PACKLOCK_FENCE, larger for every
+    /// holder than for any before (kept in <lock file>.fence; server locks
+    /// always have fences)
     #[arg(long)]
     pub fencing: bool,
 

@@ -33,14 +33,11 @@
 //!   released" below).
 //! * `--file NAME`: the lock file's name inside `DIR` (a bare file name).
 //!   Without `--label` it is opened read-only and never written.
-//! * `--fencing`: keep a fence counter in the lock file (a first line
-//!   `packlock-fence N`) and run the command with its hold's fence in the
-//!   environment as `PACKLOCK_FENCE`: an exclusive hold adds one to it, so
-//!   every exclusive holder gets a larger number than any before it (hand
-//!   it to storage that refuses writes with a smaller one); a shared hold
-//!   gets the last exclusive one. A lock file holding anything but
-//!   packlock's own lines is never written: packlock then exits 1, naming
-//!   it.
+//! * `--fencing`: give the hold a fence and run the command with it in the
+//!   environment as `PACKLOCK_FENCE`: every holder, shared ones too, gets
+//!   a larger number than any before it (hand it to storage that refuses
+//!   writes with a smaller one). The counter is kept in a file beside the
+//!   lock file, `<lock file>.fence`.
 //! * `--postgres CONN` (with the `postgres` feature): hold the lock named
 //!   by the positional argument (`NAME` instead of `DIR`) on the
 //!   PostgreSQL server `CONN` — a libpq-style string or a `postgresql://`

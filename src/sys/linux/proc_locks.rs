@@ -25,14 +25,15 @@ fn holders_in(table: &str, dev: u64, ino: u64) -> Vec<Holder> {
     table.lines().filter_map(|line| parse(line, |f| f == file)).collect()
 }
 
-/// The whole table in one `read`: the kernel walks its lock list once
-/// per read call, so reading in pieces while locks change can repeat
-/// or skip entries.
+/// The whole table, read to its end: the kernel hands it out a page at a
+/// time, whatever the buffer, so a machine with more than a page of locks
+/// (about 70) needs several reads. Locks taken or dropped between them
+/// may be missed or seen twice; the file asked about is held throughout
+/// by whoever holds it, and each line stands alone.
 fn snapshot() -> Option<String> {
-    let mut buffer = vec![0; 1 << 20];
-    let len = std::fs::File::open("/proc/locks").ok()?.read(&mut buffer).ok()?;
-    buffer.truncate(len);
-    String::from_utf8(buffer).ok()
+    let mut table = String::new();
+    std::fs::File::open("/proc/locks").ok()?.read_to_string(&mut table).ok()?;
+    Some(table)
 }
 
 /// `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`; waiters (`->`) are
