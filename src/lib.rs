@@ -40,8 +40,8 @@
 //!   with a non-blocking call on the caller's thread (a server lock's try
 //!   is a round trip: an async acquire makes it on the blocking pool). **Contended by another
 //!   process**, a sync acquire blocks its thread in the OS lock; an async
-//!   acquire waits on the `blocking` crate's thread pool, never on an
-//!   executor thread.
+//!   acquire waits on a thread of its own (one per lock file per process at
+//!   most, never the `blocking` pool), never on an executor thread.
 //! * **Identity check**: a lock on a file that is no longer at the path
 //!   protects nothing. After the OS lock is granted, packlock checks (one
 //!   `stat`) that the path still names the locked file; if the file was

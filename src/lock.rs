@@ -185,7 +185,7 @@ impl PackLock {
     /// There is no OS call that waits for a file lock with a timeout, so
     /// this runs the async acquire on the calling thread, parked until it
     /// is woken or the deadline passes (never spinning): the OS wait, if
-    /// any, happens on the `blocking` pool, and on timeout that pool thread
+    /// any, happens on a thread of its own, and on timeout that thread
     /// releases the lock as soon as the kernel grants it, as with
     /// [`acquire_until`](Self::acquire_until). The price is a hand-off
     /// latency of one thread wake-up (tens of microseconds) over
@@ -367,7 +367,7 @@ impl PackLock {
     ///
     /// Giving up is prompt and leaves nothing behind: a caller queued in
     /// the process returns at once and leaves the queue; a caller whose OS
-    /// wait runs on the blocking pool returns at once too, and that pool
+    /// wait runs on a thread of its own returns at once too, and that
     /// thread — the only one for this lock file in this process — releases
     /// the lock the moment the kernel grants it. Dropping the returned
     /// future at any point has the same effect.

@@ -45,6 +45,7 @@ fn child_process_entry() {
         "hold_every_subdir" => hold_every_subdir(&args.dir),
         #[cfg(target_os = "linux")]
         "count_threads" => count_threads_over_cancels(&args.dir),
+        "abandon_waits" => abandoned_waits_leave_the_pool_alone(&args.dir),
         other => panic!("unknown role {other}"),
     });
 }
@@ -64,6 +65,74 @@ fn hold_every_subdir(dir: &Path) {
         hold.release().expect("release");
     }
     common::tell_parent("released");
+}
+
+/// Abandoned waits on lock files held for a long time cost one parked
+/// thread per file and nothing else: with the `blocking` pool cut to 4
+/// threads, four abandoned waits leave the pool free for the
+/// application's jobs and for the next lock's wait.
+#[test]
+fn abandoned_waits_never_starve_the_blocking_pool() {
+    let dir = common::temp_dir();
+    let env = [("BLOCKING_MAX_THREADS", "4")];
+    let child = common::Child::spawn_with_env("abandon_waits", dir.path(), &env);
+    child.expect("ok");
+    child.join();
+}
+
+/// Child role (its own process, whose pool has 4 threads): see
+/// [`abandoned_waits_never_starve_the_blocking_pool`].
+fn abandoned_waits_leave_the_pool_alone(dir: &Path) {
+    const POOL: usize = 4;
+    /// How long an abandoned wait waits, and how long the next lock is
+    /// held by its other owner.
+    const SHORT: Duration = Duration::from_millis(50);
+    // Each lock file is held by another open file: another owner, as
+    // another process would be.
+    let hold_elsewhere = |lock: &PackLock| {
+        let file = std::fs::File::open(lock.path()).expect("open the lock file");
+        file.lock().expect("lock it elsewhere");
+        file
+    };
+    let mut held_elsewhere = Vec::new();
+    for i in 0..POOL {
+        let lock = open(&dir.join(format!("long-held-{i}")));
+        held_elsewhere.push(hold_elsewhere(&lock));
+        let gave_up = future::block_on(lock.acquire_until(after(SHORT)));
+        assert_cancelled(&gave_up);
+    }
+    let job = common::within(common::DEADLINE, || future::block_on(blocking::unblock(|| 42)));
+    assert_eq!(job, 42, "the pool ran the application's job");
+
+    let soon = open(&dir.join("soon"));
+    let held = hold_elsewhere(&soon);
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            thread::sleep(SHORT); // how long the other holder keeps it
+            drop(held);
+        });
+        let got = future::block_on(soon.acquire_until(after(common::DEADLINE)));
+        drop(got.expect("the next lock's wait ran although four waits were abandoned"));
+    });
+    #[cfg(target_os = "linux")]
+    assert_eq!(threads_named("packlock-wait"), POOL, "one parked thread per lock file");
+    drop(held_elsewhere);
+    common::tell_parent("ok");
+}
+
+/// A signal that fires after `delay`, on async-io's timer.
+async fn after(delay: Duration) {
+    async_io::Timer::after(delay).await;
+}
+
+/// How many of this process's threads are called `name`.
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> usize {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
 }
 
 // --- helpers ----------------------------------------------------------------

@@ -250,8 +250,8 @@ async fn share_os_lock(mut claim: Claim, waiter: &mut Waiter) -> Result<Claim, P
 }
 
 /// Step 3: the OS lock is busy, so wait for it as the waiter may. An async
-/// wait runs on the blocking pool (or, in a forked child, on a thread of
-/// its own: see [`offload`]), and the job owns the claim and `taking` (a
+/// wait runs on a thread of its own (see [`offload`]), and the job owns
+/// the claim and `taking` (a
 /// shared claim's right to wait in the kernel), so a caller that goes away
 /// leaves a job that releases everything once granted — and, for a
 /// backend whose wait can be stopped, fires the wait's [`Interrupt`] so
@@ -273,7 +273,7 @@ async fn wait_for_os_lock(
     match waiter.wait {
         Wait::Task => {
             let abandoned = InterruptOnDrop(Some(interrupt));
-            let done = offload::unblock(job).await;
+            let done = offload::wait(job).await;
             abandoned.disarm();
             done.map_err(|e| PackLockError::io(&path, e))?
         }

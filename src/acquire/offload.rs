@@ -1,6 +1,17 @@
-//! Where an async acquire's blocking OS wait runs: off the executor, on the
-//! `blocking` crate's thread pool — or, in a child made by `fork(2)`, on a
-//! thread of its own.
+//! Where an async acquire's blocking calls run, off the executor.
+//!
+//! A wait for the lock ([`wait`]) gets a thread of its own. A lock file's
+//! wait in `flock` cannot be interrupted, so an abandoned one (timed out,
+//! cancelled) stays parked until the other process lets go — on a shared
+//! pool, a few such waits on long-held files would take every pool thread,
+//! and the application's own `blocking::unblock` jobs and other locks'
+//! waits would never run. Only the holder of a lock file's in-process slot
+//! waits in the OS lock, so there is at most one such thread per lock file
+//! per process, abandoned or not.
+//!
+//! Short jobs ([`unblock`]: a lock server's non-blocking try, a holder
+//! record) run on the `blocking` crate's thread pool — or, in a child made
+//! by `fork(2)`, on a thread of their own:
 //!
 //! A child inherits a copy of the pool's bookkeeping, which counts the
 //! parent's pool threads although none of them exists in the child: the
@@ -29,9 +40,20 @@ pub(crate) fn note_process(process: u32) {
     POOL_PROCESS.get_or_init(|| process);
 }
 
-/// Runs `job`, which blocks, without blocking the caller's thread, and
-/// returns its result. Dropping the returned future lets the job run to
-/// the end all the same; its result is then dropped where it ran.
+/// Runs `job`, which blocks, on a thread started for it, and returns its
+/// result. Dropping the returned future lets the job run to the end all
+/// the same; its result is then dropped where it ran.
+///
+/// Fails only when the thread cannot be started.
+pub(crate) async fn wait<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    on_new_thread(job).await
+}
+
+/// Runs `job`, which blocks briefly, without blocking the caller's thread,
+/// and returns its result. Dropping the returned future lets the job run
+/// to the end all the same; its result is then dropped where it ran.
 ///
 /// Fails only when a thread for the job cannot be started.
 pub(crate) async fn unblock<T: Send + 'static>(

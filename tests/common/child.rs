@@ -70,9 +70,15 @@ impl Child {
     /// Starts this test binary again, running only the file's
     /// `child_process_entry` test, in role `role` on directory `dir`.
     pub fn spawn(role: &str, dir: &Path) -> Child {
+        Self::spawn_with_env(role, dir, &[])
+    }
+
+    /// [`spawn`](Self::spawn), with `env` added to the child's environment.
+    pub fn spawn_with_env(role: &str, dir: &Path, env: &[(&str, &str)]) -> Child {
         let exe = std::env::current_exe().expect("current exe");
         let mut process = Command::new(exe)
             .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+            .envs(env.iter().copied())
             .env(ROLE_VAR, role)
             .env(DIR_VAR, dir)
             .stdin(Stdio::piped())
