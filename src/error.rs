@@ -71,6 +71,23 @@ pub enum PackLockError {
         path: PathBuf,
     },
 
+    /// [`PackLockHold::release`](crate::PackLockHold::release) in a child
+    /// made by `fork(2)`, of a hold the child inherited: the child shares
+    /// its parent's open lock file, so it cannot release the lock — it
+    /// stays held as long as any process keeps that file open. A child that
+    /// goes on with the lock (a daemon whose parent exits) calls
+    /// [`PackLockHold::take_over`](crate::PackLockHold::take_over) first.
+    #[error(
+        "lock `{}` was inherited across fork and stays held: call PackLockHold::take_over in \
+         the child that keeps it before releasing it there",
+        path.display()
+    )]
+    #[non_exhaustive]
+    InheritedHold {
+        /// The lock file.
+        path: PathBuf,
+    },
+
     /// The sidecar name given to
     /// [`PackLockBuilder::file_name`](crate::PackLockBuilder::file_name) is
     /// not a plain file name.

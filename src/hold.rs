@@ -290,6 +290,41 @@ impl PackLockHold {
         }
     }
 
+    /// Makes the calling process — a child made by `fork(2)` — the owner
+    /// of this hold's lock, for programs that daemonise while holding a
+    /// lock: the parent forks and exits, and the child goes on holding it.
+    ///
+    /// A child shares its parent's open lock file, and with it the lock,
+    /// which stays held while any process keeps the file open. So by
+    /// default a child never unlocks it: dropping an inherited hold there
+    /// does nothing, and [`release`](Self::release) fails with
+    /// [`PackLockError::InheritedHold`] rather than claim a release that did
+    /// not happen. After `take_over`, the child's release and drop unlock
+    /// it as the parent's would — for every process sharing the file, so
+    /// take over only where the parent has let go of its copy without
+    /// unlocking (it exited, or `exec`'d; lock files are close-on-exec).
+    ///
+    /// In the process that acquired the hold, and for server locks (whose
+    /// session a child cannot share), it changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), packlock::PackLockError> {
+    /// # fn fork_and_exit_parent() {}
+    /// let lock = packlock::PackLock::open("/srv/daemon")?;
+    /// let mut hold = lock.try_acquire()?; // only one daemon at a time
+    /// fork_and_exit_parent(); // the usual double fork; we are the child now
+    /// hold.take_over();
+    /// // ... serve ...
+    /// hold.release()?; // or drop it: the lock is free again
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn take_over(&mut self) {
+        self.claim.backend().take_over();
+    }
+
     /// Releases the lock now and reports whether the OS unlock succeeded
     /// (dropping the hold does the same but can only log a failure).
     ///
@@ -297,7 +332,9 @@ impl PackLockHold {
     ///
     /// [`PackLockError::Io`] when the OS refuses to unlock, which happens
     /// only for a broken descriptor; the OS still releases the lock when the
-    /// last handle to the file closes.
+    /// last handle to the file closes. [`PackLockError::InheritedHold`] in a
+    /// child made by `fork(2)` that did not [take the hold
+    /// over](Self::take_over): the lock stays held (see there).
     ///
     /// # Examples
     ///

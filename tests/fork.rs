@@ -251,3 +251,69 @@ fn warm_the_blocking_pool(path: &Path) {
         waiter.join().expect("waiter").expect("acquire").release().expect("release");
     });
 }
+
+/// Whether another open file of `path` finds its lock held.
+fn held_elsewhere(path: &Path) -> bool {
+    let file = std::fs::File::open(path).expect("open");
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// A program that daemonises while holding locks: the parent forks and
+/// exits, the child goes on. The child's `release()` of an inherited hold
+/// fails rather than report a release that did not happen (the lock stays
+/// held: the child's copy of the file keeps it), and after `take_over()`
+/// its release frees the lock.
+#[test]
+fn a_daemon_takes_its_parents_hold_over_and_release_never_lies() {
+    let _serial = serial();
+    let dir = common::temp_dir();
+    let (kept, taken) = (dir.path().join("kept"), dir.path().join("taken"));
+    let verdict = dir.path().join("verdict");
+    let parent = {
+        let (kept, taken, verdict) = (kept.clone(), taken.clone(), verdict.clone());
+        fork_child(dir.path(), move || {
+            let (kept_lock, taken_lock) = (common::open(&kept), common::open(&taken));
+            let kept_hold = kept_lock.acquire().expect("acquire");
+            let mut taken_hold = taken_lock.acquire().expect("acquire");
+            let parent = std::process::id();
+            // SAFETY: this forked test child has one thread; the daemon
+            // below only uses packlock and std, and leaves with `_exit`.
+            let daemon = unsafe { libc::fork() };
+            assert!(daemon >= 0, "fork failed");
+            if daemon > 0 {
+                // The parent exits at once, releasing nothing.
+                // SAFETY: ends this forked child without running anything.
+                unsafe { libc::_exit(0) };
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: getppid cannot fail. (An exited parent's children
+                // are handed to init or a subreaper at once.)
+                wait_until("the parent exited", || unsafe { libc::getppid() } as u32 != parent);
+                let kept_path = kept_hold.path().to_path_buf();
+                let refused = kept_hold.release();
+                assert!(
+                    matches!(refused, Err(PackLockError::InheritedHold { ref path, .. }) if *path == kept_path),
+                    "{refused:?}"
+                );
+                assert!(held_elsewhere(&kept_path), "an inherited lock stays held");
+                taken_hold.take_over();
+                let taken_path = taken_hold.path().to_path_buf();
+                taken_hold.release().expect("the daemon releases what it took over");
+                assert!(!held_elsewhere(&taken_path), "released");
+            }));
+            let said = match outcome {
+                Ok(()) => "ok".to_string(),
+                Err(panic) => panic_message(&*panic),
+            };
+            let _ = std::fs::write(&verdict, said);
+            // SAFETY: ends the daemon without running the harness.
+            unsafe { libc::_exit(0) };
+        })
+    };
+    parent.join();
+    wait_until("the daemon's verdict", || verdict.exists());
+    wait_until("the verdict is written", || {
+        std::fs::read_to_string(&verdict).is_ok_and(|text| !text.is_empty())
+    });
+    assert_eq!(std::fs::read_to_string(&verdict).expect("verdict"), "ok");
+}

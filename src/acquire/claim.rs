@@ -158,9 +158,17 @@ impl Claim {
     }
 
     /// Gives up this claim's OS lock now, reporting a failed unlock; the
-    /// slot and file follow when `self` drops.
+    /// slot and file follow when `self` drops. In a forked child that did
+    /// not take the lock over, nothing can be released: that is an error.
     pub(crate) fn release(mut self) -> Result<(), PackLockError> {
-        self.os.take().map_or(Ok(()), |os| os.give_back(&self.target))
+        let os = self.os.take();
+        let owned = self.target.backend.is_owned_here();
+        let released = os.map_or(Ok(()), |os| os.give_back(&self.target));
+        if !owned {
+            let path = self.target.backend.path().to_path_buf();
+            return Err(PackLockError::InheritedHold { path });
+        }
+        released
     }
 }
 

@@ -212,8 +212,20 @@ pub(crate) trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// fails the call with nothing held.
     fn lock(&self, mode: Mode, interrupt: &Interrupt) -> Result<Grant, PackLockError>;
 
-    /// Gives the lock back.
+    /// Gives the lock back (a no-op where [`is_owned_here`] is false).
+    ///
+    /// [`is_owned_here`]: LockBackend::is_owned_here
     fn unlock(&self) -> Result<(), PackLockError>;
+
+    /// Whether this process may release the lock: false in a child made by
+    /// `fork(2)` that shares its parent's lock and did not
+    /// [`take_over`](LockBackend::take_over).
+    fn is_owned_here(&self) -> bool {
+        true
+    }
+
+    /// Makes this process (a forked child) the one whose release counts.
+    fn take_over(&self) {}
 
     /// Why waits for this lock cannot reach it right now, when the backend
     /// knows (a lock server out of reach: its last error), for the error

@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{Grant, Interrupt, LockBackend, LockKey, Mode};
 use crate::sys::{self, FileKey};
@@ -33,6 +34,9 @@ pub(crate) struct LockFile {
     network_fs: NetworkFsPolicy,
     /// The process that opened the file (see [`LockFile::unlock`]).
     opened_by: u32,
+    /// The process whose unlock releases the OS lock: the opener, or a
+    /// child made by `fork(2)` that took a hold over.
+    owner: AtomicU32,
     /// Where grants get their fences from, with fencing (see [`fence`]).
     fences: Option<FenceFile>,
     /// Whether holders record themselves in the file (a labelled lock).
@@ -75,7 +79,8 @@ impl LockFile {
         let fences = if fencing { Some(FenceFile::open(path)?) } else { None };
         let (path, key) = (path.to_path_buf(), LockKey::File(key));
         let opened_by = std::process::id();
-        Ok(Self { file, path, key, network_fs, opened_by, fences, records })
+        let owner = AtomicU32::new(opened_by);
+        Ok(Self { file, path, key, network_fs, opened_by, owner, fences, records })
     }
 
     /// The process that opened the file.
@@ -189,18 +194,27 @@ impl LockBackend for LockFile {
         self.grant()
     }
 
-    /// Releases the OS lock — unless this is a child made by `fork(2)`: it
-    /// shares the parent's open file and so its lock, and unlocking there
-    /// (say, as a hold is dropped when the child exits) would release the
-    /// parent's lock. The child's copy just closes with the child.
+    /// Releases the OS lock — unless this is a child made by `fork(2)` that
+    /// did not take the hold over: it shares the parent's open file and so
+    /// its lock, and unlocking there (say, as a hold is dropped when the
+    /// child exits) would release the parent's lock. The child's copy just
+    /// closes with the child.
     fn unlock(&self) -> Result<(), PackLockError> {
-        if std::process::id() != self.opened_by {
+        if !self.is_owned_here() {
             return Ok(());
         }
         match retry_interrupted(|| self.file.unlock()) {
             Err(e) if sys::unlock_error_means_unlocked(&e) => Ok(()),
             result => result.map_err(|e| self.error(e)),
         }
+    }
+
+    fn is_owned_here(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == std::process::id()
+    }
+
+    fn take_over(&self) {
+        self.owner.store(std::process::id(), Ordering::Relaxed);
     }
 
     /// Whether `path` still names this very file: one `stat`, compared with
