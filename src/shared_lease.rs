@@ -72,8 +72,9 @@ impl SharedLease {
     /// Joins the OS shared lock, or takes it on `backend` without waiting.
     /// Never waits for another acquire: while one of this process waits in
     /// the kernel, this is [`Attempt::Refused`] at once. With `then_wait`
-    /// (the caller holds [`Taking`]), a refusal records that the caller now
-    /// waits in the kernel, in the same critical section.
+    /// (the caller holds [`Taking`]), a refusal — or a failure, after which
+    /// the caller may wait too (a lock server out of reach) — records that
+    /// the caller now waits, in the same critical section.
     pub(crate) fn attempt(
         self: &Arc<Self>,
         backend: &Arc<dyn LockBackend>,
@@ -86,13 +87,12 @@ impl SharedLease {
         if state.waiting_in_os {
             return Ok(Attempt::Refused);
         }
-        match backend.try_lock(Mode::Shared)? {
-            Some(grant) => Ok(Attempt::Had(self.started(&mut state, backend, grant))),
-            None => {
-                state.waiting_in_os = then_wait.is_some();
-                Ok(Attempt::Refused)
-            }
+        let tried = backend.try_lock(Mode::Shared);
+        if let Ok(Some(grant)) = tried {
+            return Ok(Attempt::Had(self.started(&mut state, backend, grant)));
         }
+        state.waiting_in_os = then_wait.is_some();
+        tried.map(|_| Attempt::Refused)
     }
 
     /// The right to wait in the kernel, if nobody has it now.
