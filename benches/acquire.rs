@@ -8,14 +8,16 @@
 //! 1. `open_acquire_release`: `PackLock::open(dir)?.acquire()?`, then drop
 //!    both, against opening the same file with `std::fs::OpenOptions`
 //!    (read + write + create, no truncate), `File::lock`, `File::unlock` and
-//!    close: the lock alone, with none of packlock's checks. Two more
-//!    functions show where the floor is:
-//!    `floor_path_stat` makes packlock's own system calls raw (the raw ones
-//!    plus a `stat(path)` before opening, an `fstat` for the registry key,
-//!    the identity `stat(path)` after locking, and the three `getpid`s of
-//!    fork safety), `floor_fstat` those of
-//!    a cheaper check (one `fstat` after locking, for the key and
-//!    `nlink > 0`, instead of `fstat` and `stat(path)`).
+//!    close: the lock alone, with none of packlock's checks; and `naive`,
+//!    the naive design from sync code (a map from path to an async mutex,
+//!    that mutex, then the open and `flock` on a helper thread:
+//!    `support::naive::naive_open_lock_unlock`). Two more functions show
+//!    where the floor is: `floor_path_stat` makes packlock's own system
+//!    calls raw (a read-only open that cannot wait, an `fstat` for the
+//!    registry key, the identity `stat(path)` after locking, and the three
+//!    `getpid`s of fork safety), `floor_fstat` those of a cheaper check (one
+//!    `fstat` after locking, for the key and `nlink > 0`, instead of
+//!    `fstat` and `stat(path)`).
 //! 2. `reuse_acquire_release`: acquire + release on a `PackLock` opened once,
 //!    against `lock` + `unlock` on a `File` opened once; the floors add the
 //!    identity `stat(path)` (or an `fstat`) and the `getpid`s at acquire
@@ -61,7 +63,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode};
 use futures_lite::future;
 use packlock::{PACK_LOCK_FILE_NAME, PackLock};
 
-use support::naive::NaiveLock;
+use support::naive::{NaiveLock, naive_open_lock_unlock};
 use support::report::{Estimates, Row, print_table, write_scaling_csv};
 use support::{
     RunMode, floor_fstat, floor_path_stat, format_ns, raw_open, raw_open_lock_unlock, temp_dir,
@@ -136,6 +138,7 @@ fn bench_open_acquire_release(c: &mut Criterion) {
         });
     });
     group.bench_function("baseline", |b| b.iter(|| raw_open_lock_unlock(&raw_path)));
+    group.bench_function("naive", |b| b.iter(|| naive_open_lock_unlock(&raw_path)));
     group.bench_function("floor_path_stat", |b| b.iter(|| floor_path_stat(&raw_path)));
     group.bench_function("floor_fstat", |b| b.iter(|| floor_fstat(&raw_path)));
     group.finish();
@@ -355,6 +358,20 @@ fn criterion_rows(estimates: &Estimates) -> Vec<Row> {
             baseline,
             packlock / base,
             Some(at_most),
+        ));
+    }
+
+    let open_row = |function| estimates.median_ns(&[OPEN_ACQUIRE_RELEASE, function]);
+    if let (Some(packlock), Some(naive)) = (open_row("packlock"), open_row("naive")) {
+        rows.push(Row::ratio(
+            "sync open + acquire + release, against the naive design",
+            format_ns(packlock),
+            format!(
+                "naive: path map + async mutex + open/flock on a helper thread: {}",
+                format_ns(naive)
+            ),
+            packlock / naive,
+            Some(1.0),
         ));
     }
 

@@ -122,15 +122,14 @@ pub fn raw_open_lock_unlock(path: &Path) {
 }
 
 /// The system calls packlock makes for one uncontended open + acquire +
-/// release, done raw: `stat(path)` (no FIFO or device is opened), open,
-/// `fstat` for the registry key (and that it is a regular file), `getpid`
-/// for the opener, `getpid` at acquire (a forked child must reopen), lock,
-/// `stat(path)` for the identity check, `getpid` (a forked child must not
-/// unlock), unlock, close.
+/// release, done raw: open (read-only, `O_NONBLOCK | O_NOCTTY`: no FIFO or
+/// terminal can make it wait or take it over), `fstat` for the registry
+/// key (and that it is a regular file), `getpid` for the opener, `getpid`
+/// at acquire (a forked child must reopen), lock, `stat(path)` for the
+/// identity check, `getpid` (a forked child must not unlock), unlock,
+/// close.
 pub fn floor_path_stat(path: &Path) {
-    // The path's `stat` before opening refuses FIFOs and devices.
-    black_box(std::fs::metadata(path).expect("stat"));
-    let file = raw_open(path);
+    let file = open_never_waiting(path);
     black_box(file.metadata().expect("fstat"));
     black_box(std::process::id());
     black_box(std::process::id());
@@ -145,8 +144,7 @@ pub fn floor_path_stat(path: &Path) {
 /// locking (the registry key, and `nlink > 0`) instead of `fstat` and
 /// `stat(path)`.
 pub fn floor_fstat(path: &Path) {
-    black_box(std::fs::metadata(path).expect("stat"));
-    let file = raw_open(path);
+    let file = open_never_waiting(path);
     black_box(std::process::id());
     black_box(std::process::id());
     file.lock().expect("lock");
@@ -154,6 +152,18 @@ pub fn floor_fstat(path: &Path) {
     black_box(std::process::id());
     file.unlock().expect("unlock");
     drop(black_box(file));
+}
+
+/// Opens an existing lock file as packlock does when it writes nothing.
+fn open_never_waiting(path: &Path) -> File {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOCTTY,
+    );
+    options.open(path).expect("open lock file")
 }
 
 pub fn temp_dir() -> TempDir {

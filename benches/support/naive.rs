@@ -8,9 +8,11 @@
 //! acquire opens its own file (sharing one would make a cancelled acquire's
 //! parked thread share the lock with the next holder).
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -55,4 +57,32 @@ impl Drop for NaiveHold {
     fn drop(&mut self) {
         self.file.unlock().expect("unlock");
     }
+}
+
+/// The naive design's uncontended open + acquire + release from sync
+/// code, for the uncontended rows: a process-wide map from path to an
+/// async mutex (what a lock per path needs), that mutex locked, then the
+/// open and `flock` made on a helper thread (`blocking::unblock`, the
+/// runtime-neutral `spawn_blocking`), and the unlock on release — with
+/// none of packlock's checks.
+pub fn naive_open_lock_unlock(path: &Path) {
+    type Mutexes = std::sync::Mutex<HashMap<PathBuf, Arc<async_lock::Mutex<()>>>>;
+    static MUTEXES: LazyLock<Mutexes> = LazyLock::new(Mutexes::default);
+    futures_lite::future::block_on(async {
+        let mutex = {
+            let mut mutexes = MUTEXES.lock().expect("mutexes");
+            Arc::clone(mutexes.entry(path.to_path_buf()).or_default())
+        };
+        let guard = mutex.lock_arc().await;
+        let path = path.to_path_buf();
+        let file = blocking::unblock(move || {
+            let file = raw_open(&path);
+            file.lock().expect("lock");
+            file
+        })
+        .await;
+        file.unlock().expect("unlock");
+        drop(black_box(file));
+        drop(guard);
+    });
 }

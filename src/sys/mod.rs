@@ -12,13 +12,17 @@
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub(crate) use unix::{FileKey, read_at, special_file_kind, unlock_error_means_unlocked, write_at};
+pub(crate) use unix::{
+    FileKey, OPENS_WITHOUT_WAITING, never_wait_on_open, read_at, special_file_kind,
+    unlock_error_means_unlocked, write_at,
+};
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::{
-    FileKey, read_at, special_file_kind, unlock_error_means_unlocked, write_at,
+    FileKey, OPENS_WITHOUT_WAITING, never_wait_on_open, read_at, special_file_kind,
+    unlock_error_means_unlocked, write_at,
 };
 
 #[cfg(target_os = "linux")]

@@ -66,3 +66,11 @@ pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize
 pub(crate) fn special_file_kind(_file_type: &fs::FileType) -> Option<&'static str> {
     None
 }
+
+/// Opening on Windows cannot be made non-blocking through std: the caller
+/// checks what is at the path first.
+pub(crate) const OPENS_WITHOUT_WAITING: bool = false;
+
+pub(crate) fn never_wait_on_open(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    options
+}

@@ -61,8 +61,17 @@ impl LockFile {
         fencing: bool,
         records: bool,
     ) -> Result<Self, PackLockError> {
-        refuse_special_file(path, fs::metadata(path))?;
-        let (mut file, writable) = open_or_create(path, records)?;
+        if !sys::OPENS_WITHOUT_WAITING {
+            refuse_special_file(path, fs::metadata(path))?;
+        }
+        let (mut file, writable) = match open_or_create(path, records) {
+            Ok(opened) => opened,
+            Err(e) => {
+                // A socket cannot be opened at all: name what it is.
+                refuse_special_file(path, fs::metadata(path))?;
+                return Err(e);
+            }
+        };
         // Checked again on what was opened: the path may have changed since.
         // The same `fstat` gives the file's identity (on Unix).
         let metadata = file.metadata().map_err(|e| PackLockError::io(path, e))?;
@@ -235,13 +244,14 @@ impl LockBackend for LockFile {
 /// path, or of the opened file) is not a regular file's. A missing file or
 /// one we cannot stat is left for the open to create or report.
 ///
-/// Checking the path before opening it keeps a FIFO from ever being
-/// opened: opening one for writing waits for a reader, and reading one
-/// waits for a writer, which would hang `open` or a `Busy` report. Only a
-/// FIFO swapped in between the check and the open escapes it; whoever does
-/// that replaces the lock file under its users, which breaks exclusion
-/// anyway. (A non-blocking open would close even that gap, but std names
-/// no portable flag for it.)
+/// Where opening can be made non-blocking (see
+/// [`sys::never_wait_on_open`]), the open itself is safe and this checks
+/// what was opened. Elsewhere the path is checked before it is opened too,
+/// which keeps a FIFO from being opened: opening one for writing waits for
+/// a reader, and reading one waits for a writer, which would hang `open`
+/// or a `Busy` report. Only a FIFO swapped in between the check and the
+/// open escapes it there; whoever does that replaces the lock file under
+/// its users, which breaks exclusion anyway.
 fn refuse_special_file(
     path: &Path,
     metadata: io::Result<fs::Metadata>,
@@ -271,7 +281,7 @@ fn kind_of(file_type: &fs::FileType) -> &'static str {
 /// Says whether the file was opened for writing.
 fn open_or_create(path: &Path, write: bool) -> Result<(File, bool), PackLockError> {
     if !write {
-        match File::open(path) {
+        match open_read_only(path) {
             Ok(file) => return Ok((file, false)),
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(PackLockError::io(path, e));
@@ -287,8 +297,9 @@ fn open_or_create(path: &Path, write: bool) -> Result<(File, bool), PackLockErro
             }
             read_write().map(|file| (file, true))
         }
-        Err(e) if may_open_read_only(&e) => {
-            File::open(path).map(|file| (file, false)).map_err(|_| e)
+        // A directory opens read-only, to be refused by what it is.
+        Err(e) if may_open_read_only(&e) || e.kind() == io::ErrorKind::IsADirectory => {
+            open_read_only(path).map(|file| (file, false)).map_err(|_| e)
         }
         other => other.map(|file| (file, true)),
     };
@@ -302,7 +313,13 @@ fn is_file(file: &File, key: &FileKey) -> bool {
 }
 
 fn open_read_write(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    sys::never_wait_on_open(&mut options).open(path)
+}
+
+fn open_read_only(path: &Path) -> io::Result<File> {
+    sys::never_wait_on_open(OpenOptions::new().read(true)).open(path)
 }
 
 /// Whether a read-write open that failed with `error` may be retried
