@@ -450,3 +450,44 @@ fn two_hundred_cancelled_acquires_leave_nothing_on_the_server_and_no_threads() {
     // The same bound as for lock files (tests/cancellation.rs).
     assert!(after <= before + 2, "threads grew from {before} to {after} over 200 cancels");
 }
+
+/// A role whose `search_path` puts a schema it owns before `pg_catalog`
+/// cannot shadow the advisory lock functions (nor operators) that
+/// packlock's statements call: the second of two holders is still refused.
+#[test]
+fn a_roles_search_path_cannot_shadow_the_lock_functions() {
+    let Some(cluster) = PgCluster::start() else { return };
+    // One role shadows the functions, one the `=` operator too.
+    for (role, operator) in [("shadow", false), ("shadow_op", true)] {
+        let schema = format!("{role}_schema");
+        let mut sql = format!(
+            "CREATE ROLE {role} LOGIN SUPERUSER;
+             CREATE SCHEMA {schema} AUTHORIZATION {role};
+             CREATE FUNCTION {schema}.pg_try_advisory_lock(integer, integer) RETURNS boolean
+                 LANGUAGE sql AS 'SELECT true';
+             CREATE FUNCTION {schema}.pg_advisory_lock(integer, integer) RETURNS void
+                 LANGUAGE sql AS 'SELECT';
+             CREATE FUNCTION {schema}.pg_try_advisory_lock_shared(integer, integer)
+                 RETURNS boolean LANGUAGE sql AS 'SELECT true';
+             ALTER ROLE {role} SET search_path = {schema}, pg_catalog, public;"
+        );
+        if operator {
+            sql.push_str(&format!(
+                "CREATE FUNCTION {schema}.always(integer, integer) RETURNS boolean
+                     LANGUAGE sql AS 'SELECT true';
+                 CREATE OPERATOR {schema}.= (LEFTARG = integer, RIGHTARG = integer,
+                     FUNCTION = {schema}.always);"
+            ));
+        }
+        cluster.psql(&sql);
+        let conn = cluster.conn(role);
+        let a = LockServer::connect(&conn).expect("connect");
+        let b = LockServer::connect(&conn).expect("connect");
+        let held = a.lock("x").open().expect("open").try_acquire().expect("a free lock");
+        let second = b.lock("x").open().expect("open").try_acquire();
+        assert!(matches!(second, Err(PackLockError::Busy { .. })), "{role}: {second:?}");
+        held.validate().expect("still held");
+        drop(held);
+        drop(b.lock("x").open().expect("open").try_acquire().expect("free again"));
+    }
+}

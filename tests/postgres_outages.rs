@@ -357,3 +357,26 @@ fn a_dropped_shared_acquire_keeps_others_out_until_its_try_is_over() {
     let next = future::block_on(readers.acquire_async());
     next.expect("the next shared acquire gets the lock").validate().expect("held");
 }
+
+/// Fences must survive a crash whatever the server, database or role say
+/// about durability: with `synchronous_commit = off` (and a WAL writer that
+/// waits 10 s, so nothing acknowledged is on disk yet) and a crash right
+/// after 40 grants, the next fence is still larger than every one before.
+#[test]
+fn fences_survive_a_crash_with_synchronous_commit_off() {
+    let conf = ["synchronous_commit = off", "wal_writer_delay = 10000ms"];
+    let Some(mut cluster) = PgCluster::start_with(&conf, None) else { return };
+    cluster.psql("ALTER ROLE postgres SET synchronous_commit = off");
+    let mut last = 0;
+    {
+        let server = LockServer::connect(&cluster.admin()).expect("connect");
+        let lock = open(&server);
+        for _ in 0..40 {
+            last = lock.acquire().expect("acquire").fence().expect("fence");
+        }
+    }
+    cluster.restart(); // pg_ctl stop -m immediate: a crash
+    let server = LockServer::connect(&cluster.admin()).expect("connect");
+    let after = open(&server).acquire().expect("acquire").fence().expect("fence");
+    assert!(after > last, "fence {after} after the crash, {last} before it");
+}

@@ -186,10 +186,20 @@ fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
     client
 }
 
-/// The session's first query: its backend pid and start, and the
+/// The session's first queries: its backend pid and start, and the
 /// settings packlock's statements rely on, whatever the role's or the
 /// database's defaults:
 ///
+/// * `search_path` pinned to `pg_catalog` (then `pg_temp`), before
+///   anything else runs: a role whose path puts a schema it can write
+///   before `pg_catalog` could otherwise shadow `pg_try_advisory_lock` or
+///   an operator with a function of its own, and break exclusion. The
+///   first statement names only a qualified function, so nothing in it can
+///   be shadowed; the lock tables are always named with their schema;
+/// * commits that are durable before they are acknowledged
+///   (`synchronous_commit` is raised to `on` where it is `off`): a fence
+///   acknowledged and then lost in a crash would let the next holder get a
+///   smaller one;
 /// * no `statement_timeout`, `lock_timeout`, `idle_session_timeout` or
 ///   `idle_in_transaction_session_timeout`: they would end a long wait for
 ///   a lock, or an idle session holding one;
@@ -210,9 +220,14 @@ async fn start(
     let millis = heartbeat.as_millis().to_string();
     let user_timeout = (heartbeat * (KEEPALIVE_PROBES + 1)).as_millis().to_string();
     let probes = KEEPALIVE_PROBES.to_string();
+    client
+        .simple_query("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
+        .await?;
     let row = client
         .query_one(
             "SELECT pid, backend_start,
+                    CASE WHEN current_setting('synchronous_commit') = 'off'
+                         THEN set_config('synchronous_commit', 'on', false) END,
                     set_config('statement_timeout', '0', false),
                     set_config('lock_timeout', '0', false),
                     set_config('idle_in_transaction_session_timeout', '0', false),
