@@ -491,3 +491,23 @@ fn a_roles_search_path_cannot_shadow_the_lock_functions() {
         drop(b.lock("x").open().expect("open").try_acquire().expect("free again"));
     }
 }
+
+/// Looking a name up takes no number from the identity sequence once the
+/// name exists: a fleet of short-lived processes (here, fresh servers with
+/// empty caches) must never use the id space up.
+#[test]
+fn names_that_exist_take_no_ids() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let first = LockServer::connect(&cluster.admin()).expect("connect");
+    drop(first.lock("x").open().expect("open").acquire().expect("acquire"));
+    let sequence = "SELECT last_value FROM pg_sequences WHERE sequencename = 'names_id_seq'";
+    let before = cluster.psql(sequence);
+    for _ in 0..20 {
+        let server = LockServer::connect(&cluster.admin()).expect("connect");
+        drop(server.lock("x").open().expect("open").acquire().expect("acquire"));
+    }
+    assert_eq!(cluster.psql(sequence), before, "ids were taken for a name that exists");
+    let server = LockServer::connect(&cluster.admin()).expect("connect");
+    drop(server.lock("y").open().expect("open").acquire().expect("a new name"));
+    assert_ne!(cluster.psql(sequence), before, "a new name takes the next id");
+}

@@ -645,6 +645,13 @@ impl Inner {
     }
 
     /// The id of `name` in the names table, inserted on first use.
+    ///
+    /// A name that exists is only read: an `INSERT ... ON CONFLICT`
+    /// evaluates the id's default — taking a number from the identity
+    /// sequence — before it finds the conflict, so a fleet of short-lived
+    /// processes would use the sequence up one number per process and
+    /// name. Only the first use of a name (or two first uses racing) takes
+    /// a number.
     async fn name_id(&self, name: &str) -> Result<i32, ServerError> {
         if let Some(id) = lock(&self.ids).get(name) {
             return Ok(*id);
@@ -652,7 +659,11 @@ impl Inner {
         let session = self.main_session().await?;
         let names = &self.tables.names;
         let insert = format!(
-            "INSERT INTO {names} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id"
+            "WITH found AS (SELECT id FROM {names} WHERE name = $1),
+                  added AS (INSERT INTO {names} (name) SELECT $1
+                            WHERE NOT EXISTS (SELECT FROM found)
+                            ON CONFLICT (name) DO NOTHING RETURNING id)
+             SELECT id FROM found UNION ALL SELECT id FROM added"
         );
         let failed = |e| self.query_error("acquire", name, &e);
         let inserted = session.client.query_opt(&insert, &[&name]).await.map_err(failed)?;
