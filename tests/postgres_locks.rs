@@ -511,3 +511,33 @@ fn names_that_exist_take_no_ids() {
     drop(server.lock("y").open().expect("open").acquire().expect("a new name"));
     assert_ne!(cluster.psql(sequence), before, "a new name takes the next id");
 }
+
+/// Lock tables dropped and made anew while a process uses them: that
+/// process's cached id of `x` is now another name's row, under a table OID
+/// nobody else uses. Its acquires must fail — never a second holder of
+/// `x`, never a bump of `y`'s fence.
+#[test]
+fn after_the_tables_are_made_anew_an_old_process_gets_no_lock() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let old = LockServer::connect(&cluster.admin()).expect("connect");
+    let old_x = old.lock("x").open().expect("open");
+    let old_shared_x = old.lock("x").shared(true).open().expect("open");
+    drop(old_x.acquire().expect("acquire"));
+    cluster.psql("DROP TABLE packlock.names, packlock.holds");
+    let new = LockServer::connect(&cluster.admin()).expect("connect");
+    let y = new.lock("y").open().expect("open");
+    drop(y.acquire().expect("y takes the id x had"));
+    let y_fence = || cluster.psql("SELECT fence FROM packlock.names WHERE name = 'y'");
+    let fence_before = y_fence();
+    let held = new.lock("x").open().expect("open").acquire().expect("x, anew");
+    assert!(old_x.try_acquire().is_err(), "a second holder of x");
+    drop(held);
+    for outcome in [old_x.try_acquire().map(drop), old_x.acquire().map(drop)] {
+        let err = outcome.expect_err("an acquire under the old tables");
+        assert!(err.to_string().contains("made anew"), "{err}");
+    }
+    let shared = old_shared_x.try_acquire().map(drop);
+    assert!(shared.is_err(), "a shared acquire under the old tables: {shared:?}");
+    assert_eq!(y_fence(), fence_before, "y's fence moved");
+    drop(y.try_acquire().expect("y is free: nothing was left held"));
+}

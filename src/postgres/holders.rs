@@ -52,7 +52,16 @@ impl ServerHolder {
 /// The parameters of every statement below: `$1`, `$2` the advisory keys
 /// (the lock table's OID and the lock's id), `$3` the session's backend
 /// start (see [`Session::backend_start`](super::session::Session)).
-pub(crate) const LOCK_PARAMS: [Type; 3] = [Type::INT4, Type::INT4, Type::TIMESTAMPTZ];
+pub(crate) const LOCK_PARAMS: [Type; 5] =
+    [Type::INT4, Type::INT4, Type::TIMESTAMPTZ, Type::OID, Type::TEXT];
+
+/// The fence bump's condition: the row of lock `$2`, and only if it is
+/// still the row of the name `$5` in the table whose OID `$4` is the
+/// first advisory key. Tables dropped and made anew would otherwise map a
+/// process's cached id onto another name's row, under a key no other
+/// process uses: two holders, and the other name's fence moved. No row
+/// then: the acquire fails.
+const SAME_ROW: &str = "id = $2 AND tableoid = $4 AND name = $5";
 
 /// The text of the statements every acquire and release sends, made once
 /// per server from its tables' names (each is then prepared once per
@@ -92,9 +101,9 @@ impl LockStatements {
 /// reader's fence shuts out a writer that was there before it.
 fn granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
-    let fence = format!("UPDATE {names} SET fence = fence + 1 WHERE id = $2 RETURNING fence");
+    let fence = format!("UPDATE {names} SET fence = fence + 1 WHERE {SAME_ROW} RETURNING fence");
     let record = record_sql(holds, "TRUE");
-    format!("WITH f AS ({fence}), h AS ({record}) SELECT fence FROM f")
+    format!("WITH f AS ({fence}), h AS ({record}) SELECT (SELECT fence FROM f)")
 }
 
 /// An exclusive try-lock and, if it got the lock, the fence bump and the
@@ -112,7 +121,7 @@ fn try_granted_sql(tables: &Tables) -> String {
     let record = record_sql(holds, got);
     format!(
         "WITH l AS (SELECT pg_try_advisory_lock($1, $2) AS got),
-              f AS (UPDATE {names} SET fence = fence + 1 WHERE id = $2 AND {got}
+              f AS (UPDATE {names} SET fence = fence + 1 WHERE {SAME_ROW} AND {got}
                     RETURNING fence),
               h AS ({record})
          SELECT got, (SELECT fence FROM f) FROM l"

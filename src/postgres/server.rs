@@ -707,7 +707,7 @@ impl Inner {
         id: i32,
     ) -> Result<Option<u64>, ServerError> {
         let sql = &self.statements.try_exclusive;
-        let row = match self.query_lock(session, sql, id).await {
+        let row = match self.query_lock(session, sql, id, name).await {
             Ok(row) => row,
             Err(e) => {
                 // Advisory locks ignore the rollback: give back what the
@@ -720,19 +720,28 @@ impl Inner {
         if !row.get::<_, bool>(0) {
             return Ok(None);
         }
-        let fence: Option<i64> = row.get(1);
-        match fence.and_then(|f| u64::try_from(f).ok()) {
-            Some(fence) => Ok(Some(fence)),
-            None => {
-                // Locked, but the name's row was not there to count the
-                // fence: the lock tables were made anew since its id was
-                // read. Never hand out a fence that does not grow.
+        match self.fence_of(name, row.get(1)) {
+            Ok(fence) => Ok(Some(fence)),
+            Err(e) => {
                 self.give_back(session, name, id, false).await;
-                lock(&self.ids).remove(name);
-                let reason = "its row in the lock tables is gone (were they made anew?)".into();
-                Err(self.error("acquire", name, reason))
+                Err(e)
             }
         }
+    }
+
+    /// The fence a grant's statement returned; `None` when the name's row
+    /// was not there to count it: the lock tables were made anew since the
+    /// id was read (see `holders::SAME_ROW`). Never hand out a fence that
+    /// does not grow, nor a lock under a key others no longer use.
+    fn fence_of(&self, name: &str, fence: Option<i64>) -> Result<u64, ServerError> {
+        if let Some(fence) = fence.and_then(|f| u64::try_from(f).ok()) {
+            return Ok(fence);
+        }
+        lock(&self.ids).remove(name);
+        let reason = "its row in the lock tables is gone or changed: were they made anew while \
+                      this process used them? Connect again"
+            .into();
+        Err(self.error("acquire", name, reason))
     }
 
     /// Gives back a lock an acquire may have taken on `session` and must
@@ -766,9 +775,10 @@ impl Inner {
         session: &Session,
         sql: &str,
         id: i32,
+        name: &str,
     ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
-        let params: [&(dyn ToSql + Sync); 3] =
-            [&self.tables.class_key(), &id, &session.backend_start];
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&self.tables.class_key(), &id, &session.backend_start, &self.tables.class, &name];
         session.query_prepared(sql, &holders::LOCK_PARAMS, &params).await
     }
 
@@ -877,10 +887,13 @@ impl Inner {
         shared: bool,
     ) -> Result<u64, ServerError> {
         let sql = self.statements.granted();
-        match self.query_lock(session, sql, id).await {
-            Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
-            Err(e) => {
-                let error = self.query_error("acquire", name, &e);
+        let fence = match self.query_lock(session, sql, id, name).await {
+            Ok(row) => self.fence_of(name, row.get(0)),
+            Err(e) => Err(self.query_error("acquire", name, &e)),
+        };
+        match fence {
+            Ok(fence) => Ok(fence),
+            Err(error) => {
                 if let Err(e) = self.release(session, name, id, shared).await {
                     log::warn!("{e}; closing the session instead");
                     session.abandon();
@@ -901,7 +914,7 @@ impl Inner {
         shared: bool,
     ) -> Result<(), ServerError> {
         let sql = self.statements.release(shared);
-        let released: bool = match self.query_lock(session, sql, id).await {
+        let released: bool = match self.query_lock(session, sql, id, name).await {
             Ok(row) => row.get(0),
             Err(e) if e.is_closed() => return Err(self.query_error("release", name, &e)),
             Err(e) => {
