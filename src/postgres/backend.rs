@@ -18,9 +18,7 @@ pub(crate) struct ServerLock {
     server: LockServer,
     name: String,
     key: LockKey,
-    /// `postgres://host:port/dbname/name` (with `?schema=` for another
-    /// schema than the default): what errors and logs name. Never the user
-    /// or the password.
+    /// What errors and logs name it: see [`display_path`].
     path: PathBuf,
 }
 
@@ -28,12 +26,9 @@ impl ServerLock {
     pub(crate) fn new(server: LockServer, name: String) -> Self {
         let location = server.location();
         let schema = server.schema().to_string();
-        let mut path = format!("postgres://{location}/{name}");
-        if schema != DEFAULT_SCHEMA {
-            path.push_str(&format!("?schema={schema}"));
-        }
+        let path = PathBuf::from(display_path(&location, &schema, &name));
         let key = LockKey::Server { server: location, schema, name: name.clone() };
-        Self { server, name, key, path: PathBuf::from(path) }
+        Self { server, name, key, path }
     }
 
     fn shared(mode: Mode) -> bool {
@@ -49,6 +44,32 @@ impl ServerLock {
     fn lost(&self, reason: &str) -> PackLockError {
         PackLockError::Lost { path: self.path.clone(), reason: reason.to_string() }
     }
+}
+
+/// `postgres://host:port/dbname/NAME`, with `?schema=SCHEMA` for another
+/// schema than the default: never the user or the password. `%`, `?` and
+/// `#` in the name and schema are percent-encoded, so that two different
+/// locks never print the same (the name `x?schema=y` of the default schema
+/// and the name `x` of schema `y`).
+fn display_path(location: &str, schema: &str, name: &str) -> String {
+    let mut path = format!("postgres://{location}/{}", escape(name));
+    if schema != DEFAULT_SCHEMA {
+        path.push_str(&format!("?schema={}", escape(schema)));
+    }
+    path
+}
+
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '?' => escaped.push_str("%3F"),
+            '#' => escaped.push_str("%23"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 impl LockBackend for ServerLock {
@@ -142,5 +163,22 @@ impl LockBackend for ServerLock {
     /// connect in the child.)
     fn reopen(&self) -> Result<Arc<dyn LockBackend>, PackLockError> {
         Ok(Arc::new(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_path;
+
+    #[test]
+    fn different_locks_never_print_the_same() {
+        let at = "db:5432/locks";
+        assert_eq!(display_path(at, "packlock", "packs/foo"), "postgres://db:5432/locks/packs/foo");
+        let named = display_path(at, "packlock", "x?schema=y");
+        let schema = display_path(at, "y", "x");
+        assert_ne!(named, schema);
+        assert_eq!(named, "postgres://db:5432/locks/x%3Fschema=y");
+        assert_eq!(schema, "postgres://db:5432/locks/x?schema=y");
+        assert_ne!(display_path(at, "packlock", "a%3Fb"), display_path(at, "packlock", "a?b"));
     }
 }
