@@ -291,3 +291,13 @@ fn tls_require_and_verify_full() {
             .unwrap_err();
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
 }
+
+/// A host name that does not resolve (a DNS outage looks the same) is out
+/// of reach, not a refusal: waits ride it out like any outage.
+#[test]
+fn a_name_that_does_not_resolve_is_unavailable() {
+    let conn = "host=no-such-host.invalid port=5432 user=packs dbname=locks sslmode=disable";
+    let err = LockServer::connect(conn).unwrap_err();
+    assert!(matches!(err, ServerError::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+}

@@ -179,10 +179,12 @@ impl ServerError {
 }
 
 /// Whether `error` says the server is out of reach rather than that it
-/// refused: the connection closed or failed at the socket, the server is
-/// starting, stopping, or ended the session (SQLSTATE class 08, 57P01-03,
-/// 57P05), or has no connection to spare (53300). A TLS certificate the
-/// client does not trust is a refusal.
+/// refused: the connection closed or failed at the socket, the host name
+/// did not resolve (a DNS outage looks like a misspelt name: both are
+/// waited out, and the error names the name), the server is starting,
+/// stopping, or ended the session (SQLSTATE class 08, 57P01-03, 57P05), or
+/// has no connection to spare (53300). A TLS certificate the client does
+/// not trust is a refusal.
 pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     use std::io::ErrorKind::*;
     if error.is_closed() {
@@ -198,7 +200,7 @@ pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
+            return is_name_lookup_failure(io) || matches!(
                 io.kind(),
                 ConnectionRefused
                     | ConnectionReset
@@ -217,6 +219,12 @@ pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     }
     // No cause at all: tokio-postgres's own timeouts and closed streams.
     matches!(error.to_string().as_str(), "timeout waiting for server" | "connection closed")
+}
+
+/// A failed host name lookup: std and tokio report every `getaddrinfo`
+/// failure with this message and no kind of its own.
+fn is_name_lookup_failure(error: &std::io::Error) -> bool {
+    error.to_string().starts_with("failed to lookup address information")
 }
 
 /// A client error as one line: the server's own message for a database
