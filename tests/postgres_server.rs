@@ -301,3 +301,17 @@ fn a_name_that_does_not_resolve_is_unavailable() {
     assert!(matches!(err, ServerError::Unavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
 }
+
+/// A hot standby (read-only, in recovery) is refused at connect with an
+/// error that says so — not accepted, only for every acquire to fail.
+#[test]
+fn a_hot_standby_is_refused_at_connect() {
+    let Some(cluster) = PgCluster::start() else { return };
+    // The primary's lock tables reach the standby: only its role stops us.
+    let primary = LockServer::connect(&cluster.admin()).expect("connect to the primary");
+    drop(primary.lock("x").open().expect("open").acquire().expect("acquire"));
+    let standby = cluster.start_standby();
+    let err = LockServer::connect(&standby.admin()).unwrap_err();
+    assert!(matches!(err, ServerError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("hot standby"), "{err}");
+}

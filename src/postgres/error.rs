@@ -200,20 +200,21 @@ pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return is_name_lookup_failure(io) || matches!(
-                io.kind(),
-                ConnectionRefused
-                    | ConnectionReset
-                    | ConnectionAborted
-                    | NotConnected
-                    | BrokenPipe
-                    | UnexpectedEof
-                    | TimedOut
-                    | HostUnreachable
-                    | NetworkUnreachable
-                    | AddrNotAvailable
-                    | NotFound // a Unix socket, while the server is down
-            );
+            return is_name_lookup_failure(io)
+                || matches!(
+                    io.kind(),
+                    ConnectionRefused
+                        | ConnectionReset
+                        | ConnectionAborted
+                        | NotConnected
+                        | BrokenPipe
+                        | UnexpectedEof
+                        | TimedOut
+                        | HostUnreachable
+                        | NetworkUnreachable
+                        | AddrNotAvailable
+                        | NotFound // a Unix socket, while the server is down
+                );
         }
         source = cause.source();
     }

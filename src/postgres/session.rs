@@ -74,7 +74,15 @@ impl Session {
             }
             watch.set();
         });
-        let (pid, backend_start) = start(&client, config.heartbeat).await.map_err(failed)?;
+        let (pid, backend_start, in_recovery) =
+            start(&client, config.heartbeat).await.map_err(failed)?;
+        if in_recovery {
+            connection.abort();
+            let reason = "it is a hot standby (in recovery, read-only), which can take no lock: \
+                          connect to the primary"
+                .to_string();
+            return Err(ServerError::Connect { server: server.to_string(), reason });
+        }
         let session = Arc::new(Session {
             client,
             pid,
@@ -196,6 +204,9 @@ fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
 ///   an operator with a function of its own, and break exclusion. The
 ///   first statement names only a qualified function, so nothing in it can
 ///   be shadowed; the lock tables are always named with their schema;
+/// * a server that is not in recovery: a hot standby takes no locks and
+///   writes no fences (refused here, with a clear error, rather than at
+///   every acquire);
 /// * commits that are durable before they are acknowledged
 ///   (`synchronous_commit` is raised to `on` where it is `off`): a fence
 ///   acknowledged and then lost in a crash would let the next holder get a
@@ -215,7 +226,7 @@ fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
 async fn start(
     client: &Client,
     heartbeat: Duration,
-) -> Result<(i32, SystemTime), tokio_postgres::Error> {
+) -> Result<(i32, SystemTime, bool), tokio_postgres::Error> {
     let seconds = heartbeat.as_secs().max(1).to_string();
     let millis = heartbeat.as_millis().to_string();
     let user_timeout = (heartbeat * (KEEPALIVE_PROBES + 1)).as_millis().to_string();
@@ -225,7 +236,7 @@ async fn start(
         .await?;
     let row = client
         .query_one(
-            "SELECT pid, backend_start,
+            "SELECT pid, backend_start, pg_is_in_recovery(),
                     CASE WHEN current_setting('synchronous_commit') = 'off'
                          THEN set_config('synchronous_commit', 'on', false) END,
                     set_config('statement_timeout', '0', false),
@@ -245,7 +256,7 @@ async fn start(
             &[&seconds, &probes, &user_timeout, &millis],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// Pings the session every `every`; one ping unanswered for `every` (or

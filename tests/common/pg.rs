@@ -85,6 +85,7 @@ impl PgCluster {
         append(&cluster.dir.path().join("data/postgresql.conf"), &settings);
         let default_hba = format!(
             "local all all trust\n\
+             local replication all trust\n\
              host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n\
              host all all 127.0.0.1/32 trust\n"
         );
@@ -205,6 +206,24 @@ impl PgCluster {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A hot standby of this cluster (streaming from it), running on a
+    /// port of its own: a read-only server in recovery.
+    pub fn start_standby(&self) -> PgCluster {
+        let dir = tempfile::Builder::new().prefix("packlock-pg-standby").tempdir().expect("dir");
+        let mut standby =
+            PgCluster { dir, bin: self.bin.clone(), port: 0, as_postgres: self.as_postgres };
+        if standby.as_postgres {
+            standby.chown(standby.dir.path());
+        }
+        let (socket, port) = (self.dir.path().display().to_string(), self.port.to_string());
+        standby.run_ok(
+            &standby.tool("pg_basebackup"),
+            &["-D", &standby.data(), "-R", "-h", &socket, "-p", &port, "-U", "postgres"],
+        );
+        standby.start_server();
+        standby
     }
 
     fn data(&self) -> String {
