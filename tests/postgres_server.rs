@@ -315,3 +315,48 @@ fn a_hot_standby_is_refused_at_connect() {
     assert!(matches!(err, ServerError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains("hot standby"), "{err}");
 }
+
+/// Through PgBouncer in transaction pooling, server sessions are handed
+/// from client to client, and a session lock taken in one transaction
+/// stays with a session another client may use next: packlock never
+/// reports a hold it does not have. A client that gets a server session
+/// another packlock client used is refused at connect, naming the pooler.
+#[test]
+fn transaction_pooling_never_gives_two_holders() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let Some(bouncer) = common::pgbouncer::PgBouncer::start(&cluster, "transaction", 1) else {
+        return;
+    };
+    let first = LockServer::connect(&bouncer.conn()).expect("the first client connects");
+    let second = LockServer::connect(&bouncer.conn());
+    let err = second.expect_err("a second client on the same server session");
+    assert!(err.to_string().contains("pooler"), "{err}");
+    let hold = first.lock("x").open().expect("open").try_acquire();
+    // Whatever the first client got, a direct client must agree with it.
+    let direct = LockServer::connect(&cluster.admin()).expect("connect directly");
+    let theirs = direct.lock("x").open().expect("open").try_acquire();
+    assert!(!(hold.is_ok() && theirs.is_ok()), "two holders: {hold:?} and {theirs:?}");
+}
+
+/// Session pooling gives each client a server session of its own, reset
+/// when the client leaves: locks work through it as directly.
+#[test]
+fn session_pooling_works_like_a_direct_connection() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let Some(bouncer) = common::pgbouncer::PgBouncer::start(&cluster, "session", 2) else {
+        return;
+    };
+    let (a, b) = (LockServer::connect(&bouncer.conn()).expect("connect"), {
+        LockServer::connect(&bouncer.conn()).expect("connect")
+    });
+    let held = a.lock("x").open().expect("open").try_acquire().expect("free");
+    let busy = b.lock("x").open().expect("open").try_acquire();
+    assert!(matches!(busy, Err(packlock::PackLockError::Busy { .. })), "{busy:?}");
+    held.validate().expect("held");
+    drop(held);
+    drop(b.lock("x").open().expect("open").try_acquire().expect("free again"));
+    // The next client on a server session the first one left is welcome.
+    drop(a);
+    let c = LockServer::connect(&bouncer.conn()).expect("a session reset by the pooler");
+    drop(c.lock("x").open().expect("open").try_acquire().expect("free"));
+}

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::schema::Tables;
+use super::session::SESSION_TOKEN_MATCHES;
 use crate::Holder;
 
 /// A holder of a server lock, as the server reports it.
@@ -52,8 +53,8 @@ impl ServerHolder {
 /// The parameters of every statement below: `$1`, `$2` the advisory keys
 /// (the lock table's OID and the lock's id), `$3` the session's backend
 /// start (see [`Session::backend_start`](super::session::Session)).
-pub(crate) const LOCK_PARAMS: [Type; 5] =
-    [Type::INT4, Type::INT4, Type::TIMESTAMPTZ, Type::OID, Type::TEXT];
+pub(crate) const LOCK_PARAMS: [Type; 6] =
+    [Type::INT4, Type::INT4, Type::TIMESTAMPTZ, Type::OID, Type::TEXT, Type::TEXT];
 
 /// The fence bump's condition: the row of lock `$2`, and only if it is
 /// still the row of the name `$5` in the table whose OID `$4` is the
@@ -109,7 +110,9 @@ fn granted_sql(tables: &Tables) -> String {
 /// An exclusive try-lock and, if it got the lock, the fence bump and the
 /// hold's record: [`granted_sql`] folded into the try, one round trip for
 /// an uncontended acquire. The row is `(got, fence)`, the fence NULL when
-/// not got.
+/// not got; `got` is NULL when the statement ran on another server
+/// session than ours (see [`SESSION_TOKEN_MATCHES`]): then nothing was
+/// taken.
 ///
 /// The lock is taken before the update runs (the update's condition reads
 /// it), and an update waits for, then sees, a fence a previous holder
@@ -117,10 +120,11 @@ fn granted_sql(tables: &Tables) -> String {
 /// from holder to holder.
 fn try_granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
+    let ours = SESSION_TOKEN_MATCHES.replace("$TOKEN", "$6");
     let got = "(SELECT got FROM l)";
     let record = record_sql(holds, got);
     format!(
-        "WITH l AS (SELECT pg_try_advisory_lock($1, $2) AS got),
+        "WITH l AS (SELECT CASE WHEN {ours} THEN pg_try_advisory_lock($1, $2) END AS got),
               f AS (UPDATE {names} SET fence = fence + 1 WHERE {SAME_ROW} AND {got}
                     RETURNING fence),
               h AS ({record})
@@ -150,19 +154,24 @@ fn release_sql(tables: &Tables, shared: bool) -> String {
     )
 }
 
-/// Whether the calling session holds the lock `id` right now.
+/// Whether the calling session holds the lock `id` right now (and is
+/// still ours: see [`SESSION_TOKEN_MATCHES`]).
 pub(crate) async fn holds_now(
     client: &Client,
     tables: &Tables,
     id: i32,
+    token: &str,
 ) -> Result<bool, tokio_postgres::Error> {
-    let sql = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-               AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 2 \
-               AND granted)";
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+         AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 2 \
+         AND granted) AND coalesce({}, false)",
+        SESSION_TOKEN_MATCHES.replace("$TOKEN", "$3")
+    );
     let objid = u32::try_from(id).unwrap_or_default();
-    let params: [(&(dyn ToSql + Sync), Type); 2] =
-        [(&tables.class, Type::OID), (&objid, Type::OID)];
-    Ok(client.query_typed_one(sql, &params).await?.get(0))
+    let params: [(&(dyn ToSql + Sync), Type); 3] =
+        [(&tables.class, Type::OID), (&objid, Type::OID), (&token, Type::TEXT)];
+    Ok(client.query_typed_one(&sql, &params).await?.get(0))
 }
 
 /// The holders of `name`.

@@ -18,7 +18,7 @@ use super::driver::{Driver, Task};
 use super::error::{ServerError, is_unavailable, reason};
 use super::holders::{self, LockStatements, ServerHolder};
 use super::schema::{self, Tables};
-use super::session::Session;
+use super::session::{SESSION_TOKEN_MATCHES, Session};
 use super::tls;
 use crate::backend::LostSignal;
 
@@ -135,8 +135,17 @@ struct Hold {
 
 /// Typed parameters for `query_typed`, which sends the statement with them
 /// and needs no prepare round trip.
-fn typed(keys: &(i32, i32)) -> [(&(dyn ToSql + Sync), Type); 2] {
-    [(&keys.0, Type::INT4), (&keys.1, Type::INT4)]
+/// The two advisory keys and the session's token, as a guarded
+/// statement's parameters `$1`, `$2`, `$3` (see [`guarded`]).
+fn typed<'a>(keys: &'a (i32, i32), token: &'a String) -> [(&'a (dyn ToSql + Sync), Type); 3] {
+    [(&keys.0, Type::INT4), (&keys.1, Type::INT4), (token, Type::TEXT)]
+}
+
+/// `SELECT call`, run only on our own server session (the token in `$3`;
+/// see [`SESSION_TOKEN_MATCHES`]): NULL elsewhere.
+fn guarded(call: &str) -> String {
+    let ours = SESSION_TOKEN_MATCHES.replace("$TOKEN", "$3");
+    format!("SELECT CASE WHEN {ours} THEN {call} END")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -717,8 +726,10 @@ impl Inner {
                 return Err(error);
             }
         };
-        if !row.get::<_, bool>(0) {
-            return Ok(None);
+        match row.get::<_, Option<bool>>(0) {
+            Some(true) => {}
+            Some(false) => return Ok(None),
+            None => return Err(self.not_our_session(session, name)),
         }
         match self.fence_of(name, row.get(1)) {
             Ok(fence) => Ok(Some(fence)),
@@ -727,6 +738,19 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// A lock statement found itself on another server session than this
+    /// session's: a pooler hands sessions around. Nothing was taken there;
+    /// the session is closed, so nothing is left half done.
+    fn not_our_session(&self, session: &Session, name: &str) -> ServerError {
+        session.abandon();
+        let reason = "the statement ran on a server session that is not this client's: a pooler \
+                      (PgBouncer's transaction or statement pooling) hands server sessions \
+                      around, and session locks need one of their own; connect to the server \
+                      directly or through session pooling"
+            .into();
+        self.error("acquire", name, reason)
     }
 
     /// The fence a grant's statement returned; `None` when the name's row
@@ -759,13 +783,15 @@ impl Inner {
         name: &str,
         id: i32,
     ) -> Result<Option<u64>, ServerError> {
-        let sql = "SELECT pg_try_advisory_lock_shared($1, $2)";
-        let row = session.client.query_typed_one(sql, &typed(&self.keys(id))).await;
-        let got: bool = row.map_err(|e| self.query_error("acquire", name, &e))?.get(0);
-        if !got {
-            return Ok(None);
+        let sql = guarded("pg_try_advisory_lock_shared($1, $2)");
+        let keys = self.keys(id);
+        let row = session.client.query_typed_one(&sql, &typed(&keys, &session.token)).await;
+        let got: Option<bool> = row.map_err(|e| self.query_error("acquire", name, &e))?.get(0);
+        match got {
+            Some(true) => self.granted(session, name, id, true).await.map(Some),
+            Some(false) => Ok(None),
+            None => Err(self.not_our_session(session, name)),
         }
-        self.granted(session, name, id, true).await.map(Some)
     }
 
     /// Runs `sql`, a lock statement (see [`holders::LOCK_PARAMS`]) for
@@ -777,8 +803,14 @@ impl Inner {
         id: i32,
         name: &str,
     ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
-        let params: [&(dyn ToSql + Sync); 5] =
-            [&self.tables.class_key(), &id, &session.backend_start, &self.tables.class, &name];
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &self.tables.class_key(),
+            &id,
+            &session.backend_start,
+            &self.tables.class,
+            &name,
+            &session.token,
+        ];
         session.query_prepared(sql, &holders::LOCK_PARAMS, &params).await
     }
 
@@ -842,7 +874,8 @@ impl Inner {
         let (id, session) = ready?;
         lock(&self.trouble).remove(&name); // the server is in reach again
         let function = if shared { "pg_advisory_lock_shared" } else { "pg_advisory_lock" };
-        let sql = format!("SELECT {function}($1, $2)");
+        // `void` as text is '': true once locked, NULL on a session not ours.
+        let sql = guarded(&format!("{function}($1, $2)::text = ''"));
         // A session that a cancel request was sent to is never waited on
         // again: a request still on its way would cancel whatever query
         // runs there next (another wait, a grant, a release). It is
@@ -853,7 +886,8 @@ impl Inner {
                 return Err(self.cancelled(&name));
             }
             let _waiting = session.waiting();
-            session.client.query_typed_one(&sql, &typed(&self.keys(id))).await
+            let keys = self.keys(id);
+            session.client.query_typed_one(&sql, &typed(&keys, &session.token)).await
         };
         match waited {
             // Cancelled by the server, or its connection closed by the
@@ -942,7 +976,10 @@ impl Inner {
     ) -> Result<(), ServerError> {
         let function = if shared { "pg_advisory_unlock_shared" } else { "pg_advisory_unlock" };
         let sql = format!("SELECT {function}($1, $2)");
-        let row = session.client.query_typed_one(&sql, &typed(&self.keys(id))).await;
+        let keys = self.keys(id);
+        let params: [(&(dyn ToSql + Sync), Type); 2] =
+            [(&keys.0, Type::INT4), (&keys.1, Type::INT4)];
+        let row = session.client.query_typed_one(&sql, &params).await;
         row.map(drop).map_err(|e| self.query_error("release", name, &e))
     }
 
@@ -1005,7 +1042,8 @@ impl Inner {
         if hold.session.is_lost() {
             return Ok(Some(false));
         }
-        match holders::holds_now(&hold.session.client, &self.tables, hold.id).await {
+        let session = &hold.session;
+        match holders::holds_now(&session.client, &self.tables, hold.id, &session.token).await {
             Ok(held) => Ok(Some(held)),
             Err(e) if e.is_closed() || hold.session.is_lost() => Ok(Some(false)),
             Err(e) => Err(self.query_error("check", &name, &e)),

@@ -36,6 +36,9 @@ pub(crate) struct Session {
     /// tells a holder record of this session from one of an earlier
     /// session that had the same pid.
     pub(crate) backend_start: SystemTime,
+    /// Set on the server session as `packlock.session` when it starts, and
+    /// checked by every lock statement (see [`SESSION_TOKEN_MATCHES`]).
+    pub(crate) token: String,
     /// How often the heartbeat pings this session.
     pub(crate) heartbeat: Duration,
     /// Statements prepared on this session, by their text: parsing and
@@ -74,8 +77,19 @@ impl Session {
             }
             watch.set();
         });
-        let (pid, backend_start, in_recovery) =
-            start(&client, config.heartbeat).await.map_err(failed)?;
+        let token = new_token();
+        let (pid, backend_start, in_recovery, fresh) =
+            start(&client, config.heartbeat, &token).await.map_err(failed)?;
+        if !fresh {
+            connection.abort();
+            let reason = "the server session it got was used by another packlock client before: \
+                          a pooler (PgBouncer's transaction or statement pooling, or session \
+                          pooling without a reset query) hands server sessions around, and \
+                          session locks need one of their own; connect to the server directly \
+                          or through session pooling"
+                .to_string();
+            return Err(ServerError::Connect { server: server.to_string(), reason });
+        }
         if in_recovery {
             connection.abort();
             let reason = "it is a hot standby (in recovery, read-only), which can take no lock: \
@@ -87,6 +101,7 @@ impl Session {
             client,
             pid,
             backend_start,
+            token,
             heartbeat: config.heartbeat,
             prepared: Mutex::default(),
             lost,
@@ -226,7 +241,8 @@ fn client_config(config: &ServerConfig) -> tokio_postgres::Config {
 async fn start(
     client: &Client,
     heartbeat: Duration,
-) -> Result<(i32, SystemTime, bool), tokio_postgres::Error> {
+    token: &str,
+) -> Result<(i32, SystemTime, bool, bool), tokio_postgres::Error> {
     let seconds = heartbeat.as_secs().max(1).to_string();
     let millis = heartbeat.as_millis().to_string();
     let user_timeout = (heartbeat * (KEEPALIVE_PROBES + 1)).as_millis().to_string();
@@ -237,6 +253,8 @@ async fn start(
     let row = client
         .query_one(
             "SELECT pid, backend_start, pg_is_in_recovery(),
+                    CASE WHEN coalesce(current_setting('packlock.session', true), '') = ''
+                         THEN set_config('packlock.session', $5, false) END IS NOT NULL,
                     CASE WHEN current_setting('synchronous_commit') = 'off'
                          THEN set_config('synchronous_commit', 'on', false) END,
                     set_config('statement_timeout', '0', false),
@@ -253,10 +271,29 @@ async fn start(
                     CASE WHEN current_setting('server_version_num')::int >= 140000
                          THEN set_config('client_connection_check_interval', $4, false) END
              FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-            &[&seconds, &probes, &user_timeout, &millis],
+            &[&seconds, &probes, &user_timeout, &millis, &token],
         )
         .await?;
-    Ok((row.get(0), row.get(1), row.get(2)))
+    Ok((row.get(0), row.get(1), row.get(2), row.get(3)))
+}
+
+/// The condition, in SQL, that the server session running a statement is
+/// this session (`$TOKEN` is replaced by the parameter holding
+/// [`Session::token`]). Through a pooler that hands server sessions around
+/// per transaction, the next statement may run on another client's server
+/// session — where an advisory lock that client holds would be granted to
+/// us again — or on one that never saw our token: every lock statement
+/// checks it, and takes nothing when it fails.
+pub(crate) const SESSION_TOKEN_MATCHES: &str = "current_setting('packlock.session', true) = $TOKEN";
+
+/// A token that no other session of any process will have: this process,
+/// the time, and a counter.
+fn new_token() -> String {
+    use std::sync::atomic::AtomicU64;
+    static SESSIONS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let count = SESSIONS.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{count}", std::process::id(), nanos.as_nanos())
 }
 
 /// Pings the session every `every`; one ping unanswered for `every` (or

@@ -21,6 +21,8 @@ pub mod child;
 pub mod flock;
 #[cfg(all(unix, feature = "postgres"))]
 pub mod pg;
+#[cfg(all(unix, feature = "postgres"))]
+pub mod pgbouncer;
 #[cfg(target_os = "linux")]
 pub mod proc_locks;
 pub mod proxy;

@@ -40,11 +40,11 @@ fn find_bin() -> Option<PathBuf> {
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
@@ -204,6 +204,10 @@ impl PgCluster {
         path
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -264,7 +268,7 @@ impl PgCluster {
     }
 }
 
-fn id_of(flag: &str) -> u32 {
+pub(crate) fn id_of(flag: &str) -> u32 {
     let out = Command::new("id").args([flag, "postgres"]).output().expect("id postgres");
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres user id")
 }
