@@ -206,6 +206,9 @@ fn shared_storm(path: &Path) -> Vec<u64> {
 /// old fence is shut out by the next holder's.
 #[test]
 fn fences_keep_growing_when_the_lock_file_is_deleted_or_replaced() {
+    if !common::open_files_can_be_replaced() {
+        return; // Wine keeps a deleted open file at its path
+    }
     let dir = common::temp_dir();
     let path = dir.path().join("lock");
     let lock = fenced(&path).open().expect("open");
