@@ -39,6 +39,27 @@ fn the_command_gets_a_growing_fence_in_its_environment() {
     assert_eq!(fences, [1, 2, 3]);
 }
 
+/// `--status` only looks: run again and again, it moves no fence, makes
+/// no name's row and never makes the lock busy.
+#[test]
+fn status_changes_nothing_on_the_server() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let conn = cluster.admin();
+    let fence = || cluster.psql("SELECT coalesce(max(fence), 0) FROM packlock.names");
+    let server = LockServer::connect(&conn).expect("connect");
+    drop(server.lock("jobs/seen").open().expect("open").acquire().expect("acquire"));
+    let before = fence();
+    for name in ["jobs/seen", "jobs/never"] {
+        for _ in 0..5 {
+            let status = packlock(&["--status", "--postgres", &conn, name]);
+            assert_eq!(status.status.code(), Some(0), "{}", text(&status.stdout));
+        }
+    }
+    assert_eq!(fence(), before, "--status moved a fence");
+    let rows = cluster.psql("SELECT count(*) FROM packlock.names WHERE name = 'jobs/never'");
+    assert_eq!(rows, "0", "--status made a name's row");
+}
+
 #[test]
 fn a_held_server_lock_is_a_conflict_and_status_names_it() {
     let Some(cluster) = PgCluster::start() else { return };

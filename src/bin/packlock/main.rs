@@ -59,9 +59,10 @@
 //!   one line per holder with its pid, shared or exclusive, label and how
 //!   long it has held the lock, where known (Linux knows every holder's pid;
 //!   elsewhere only labelled packlock holders are seen). It creates nothing:
-//!   a missing lock file is free. It tells by taking the lock without
-//!   waiting and dropping it at once, so for that instant a `--nonblock`
-//!   elsewhere may find it busy.
+//!   a missing lock file is free. For a lock file it tells by taking the
+//!   lock without waiting and dropping it at once, so for that instant a
+//!   `--nonblock` elsewhere may find it busy; a server lock it only looks
+//!   at (the server lists every holder), changing nothing there.
 //!
 //! Run under the name `flock` (a link or copy; `flock.exe` on Windows), it
 //! takes util-linux flock(1)'s command line instead: see the `flock` module

@@ -28,6 +28,9 @@ pub fn status(args: &Args) -> i32 {
         Ok(lock) => lock,
         Err(e) => return fail(&e),
     };
+    if !args.names_a_lock_file() {
+        return server_status(&lock);
+    }
     match lock.try_acquire() {
         Ok(hold) => {
             drop(hold);
@@ -41,6 +44,20 @@ pub fn status(args: &Args) -> i32 {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// A server lock is looked at, never taken: taking it, even for a moment,
+/// would raise its fence, write its name's row and make it busy for others.
+/// The server lists every holder, so none means free.
+fn server_status(lock: &packlock::PackLock) -> i32 {
+    let holders = lock.holders();
+    if holders.is_empty() {
+        println!("free: {}", lock.path().display());
+        return STATUS_FREE;
+    }
+    println!("held: {}", lock.path().display());
+    print_holders(&holders);
+    STATUS_HELD
 }
 
 /// A name the library will accept as is, so that a missing file under it
