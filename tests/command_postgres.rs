@@ -105,3 +105,82 @@ fn an_unreachable_server_or_a_bad_name_is_a_clear_error() {
     let run = packlock(&["--postgres", &cluster.admin(), "", "--", "true"]);
     assert_eq!(run.status.code(), Some(2), "{}", text(&run.stderr));
 }
+
+/// A command of `packlock --postgres` runs guarded: its pid is written to
+/// `dir/pid`; it traps TERM, writing `dir/got`, and exits 7.
+fn spawn_guarded(
+    conn: &str,
+    name: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let script = "echo $$ > \"$1/pid.tmp\"; mv \"$1/pid.tmp\" \"$1/pid\"; \
+                  trap 'echo got > \"$1/got\"; exit 7' TERM; \
+                  while :; do sleep 0.05; done";
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["--postgres", conn, name, "--", "sh", "-c", script, "sh"]);
+    Command::new(env!("CARGO_BIN_EXE_packlock")).args(&args).arg(dir).spawn().expect("run packlock")
+}
+
+fn command_pid(dir: &std::path::Path) -> u32 {
+    common::wait_until("the command runs", || dir.join("pid").exists());
+    fs::read_to_string(dir.join("pid")).expect("pid").trim().parse().expect("a pid")
+}
+
+fn is_alive(pid: u32) -> bool {
+    // A zombie has no command line left.
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| !cmdline.is_empty())
+}
+
+/// SIGTERM to packlock reaches the command, and packlock waits for it —
+/// holding the lock all along — before it exits with the command's code.
+#[test]
+fn a_signal_to_packlock_is_passed_on_and_the_command_never_runs_unguarded() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let conn = cluster.admin();
+    let dir = common::temp_dir();
+    let mut wrapper = spawn_guarded(&conn, "jobs/guarded", dir.path(), &[]);
+    let pid = command_pid(dir.path());
+    let busy = packlock(&["-n", "--postgres", &conn, "jobs/guarded", "--", "true"]);
+    assert_eq!(busy.status.code(), Some(1), "the lock is held while the command runs");
+    let killed = Command::new("kill").args(["-TERM", &wrapper.id().to_string()]).status();
+    assert!(killed.expect("kill").success());
+    let status = common::within_deadline(move || wrapper.wait().expect("wait"));
+    assert_eq!(status.code(), Some(7), "packlock exits with the command's code");
+    assert!(dir.path().join("got").exists(), "the command got the TERM");
+    assert!(!is_alive(pid), "the command outlived packlock");
+    let free = packlock(&["-n", "--postgres", &conn, "jobs/guarded", "--", "true"]);
+    assert_eq!(free.status.code(), Some(0), "{}", text(&free.stderr));
+}
+
+/// SIGKILL to packlock ends its session and so the lock: the command is
+/// killed with it (Linux's parent-death signal), never left running.
+#[cfg(target_os = "linux")]
+#[test]
+fn killing_packlock_kills_the_command() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let dir = common::temp_dir();
+    let mut wrapper = spawn_guarded(&cluster.admin(), "jobs/killed", dir.path(), &[]);
+    let pid = command_pid(dir.path());
+    wrapper.kill().expect("SIGKILL packlock");
+    wrapper.wait().expect("reap packlock");
+    common::wait_until("the command dies with packlock", || !is_alive(pid));
+}
+
+/// A hold lost while the command runs (its session terminated) sends the
+/// command the `--on-lost` signal.
+#[test]
+fn a_lost_hold_signals_the_command() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let dir = common::temp_dir();
+    let mut wrapper =
+        spawn_guarded(&cluster.admin(), "jobs/lost", dir.path(), &["--on-lost", "TERM"]);
+    command_pid(dir.path());
+    cluster.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    );
+    let status = common::within_deadline(move || wrapper.wait().expect("wait"));
+    assert!(dir.path().join("got").exists(), "the command got no signal");
+    assert_eq!(status.code(), Some(7), "packlock exits with the command's code");
+}

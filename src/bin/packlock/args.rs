@@ -65,6 +65,14 @@ pub struct Args {
     #[arg(long, value_name = "CONN", conflicts_with = "file")]
     pub postgres: Option<String>,
 
+    /// With --postgres: the signal the command gets if the hold is lost
+    /// while it runs (TERM, INT, HUP, QUIT, KILL, USR1, USR2 or a number).
+    /// packlock also passes TERM, INT and HUP on to the command and waits
+    /// for it, and on Linux the command is killed if packlock dies
+    #[cfg(all(feature = "postgres", unix))]
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = crate::guard::parse_signal)]
+    pub on_lost: i32,
+
     /// Give the command its hold's fence as PACKLOCK_FENCE, larger for every
     /// holder than for any before (kept in <lock file>.fence; server locks
     /// always have fences)

@@ -58,7 +58,7 @@ pub fn exec(command: &mut Command) -> io::Error {
 
 /// The command's exit code, or 128 + N when signal N killed it, as shells
 /// report it.
-fn exit_code(status: ExitStatus) -> i32 {
+pub fn exit_code(status: ExitStatus) -> i32 {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;

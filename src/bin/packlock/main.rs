@@ -106,7 +106,11 @@
 //! exiting. With `--close`, the command gets no descriptor: packlock holds
 //! the lock alone, releases it when the command exits, and if packlock is
 //! killed the kernel releases it at once, even if the command still runs.
-//! A server lock (`--postgres`) cannot be inherited: packlock holds it.
+//! A server lock (`--postgres`) cannot be inherited: packlock holds it and
+//! guards the command (see the `guard` module): it passes `SIGTERM`,
+//! `SIGINT` and `SIGHUP` on and waits for the command, the command is
+//! killed if packlock dies (Linux), and it gets `--on-lost SIGNAL`
+//! (default `TERM`) if the hold is lost.
 
 // `unsafe` is allowed in one module, `os`, and nowhere else.
 #![deny(unsafe_code)]
@@ -114,6 +118,8 @@
 mod args;
 mod child;
 mod flock;
+#[cfg(all(unix, feature = "postgres"))]
+mod guard;
 #[cfg(unix)]
 mod os;
 mod run;

@@ -120,12 +120,7 @@ pub fn catch_interrupts() -> io::Result<()> {
     check(unsafe { libc::sigemptyset(&raw mut action.sa_mask) })?;
     // SAFETY: as above; the old action is not needed.
     check(unsafe { libc::sigaction(INTERRUPT, &raw const action, std::ptr::null_mut()) })?;
-    // SAFETY: a zeroed sigset_t is a valid value to initialise.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a live local; INTERRUPT is a valid signal.
-    check(unsafe { libc::sigemptyset(&raw mut set) })?;
-    // SAFETY: as above.
-    check(unsafe { libc::sigaddset(&raw mut set, INTERRUPT) })?;
+    let set = signal_set(&[INTERRUPT])?;
     // SAFETY: reads `set`, a live local; the old mask is not needed.
     let error =
         unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &raw const set, std::ptr::null_mut()) };
@@ -159,3 +154,85 @@ impl Interruptible {
 fn check(result: libc::c_int) -> io::Result<()> {
     if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
+
+#[cfg(feature = "postgres")]
+/// The signals the command's guard forwards to it.
+pub const FORWARDED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn signal_set(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
+    // SAFETY: a zeroed sigset_t is a valid value to initialise.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live local.
+    check(unsafe { libc::sigemptyset(&raw mut set) })?;
+    for &signal in signals {
+        // SAFETY: as above; each is a valid signal number.
+        check(unsafe { libc::sigaddset(&raw mut set, signal) })?;
+    }
+    Ok(set)
+}
+
+#[cfg(feature = "postgres")]
+/// Blocks [`FORWARDED`] on the calling thread, and so on every thread it
+/// starts from now on: they stay pending until [`wait_for_forwarded`]
+/// takes them, instead of ending the process. (std unblocks every signal
+/// in the children it starts.)
+pub fn block_forwarded() -> io::Result<()> {
+    let set = signal_set(&FORWARDED)?;
+    // SAFETY: reads `set`, a live local; the old mask is not needed.
+    let error =
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) };
+    if error == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(error)) }
+}
+
+#[cfg(feature = "postgres")]
+/// Waits for one of [`FORWARDED`] (blocked by [`block_forwarded`]) and
+/// returns it.
+pub fn wait_for_forwarded() -> io::Result<libc::c_int> {
+    let set = signal_set(&FORWARDED)?;
+    let mut signal: libc::c_int = 0;
+    // SAFETY: both pointers are to live locals for the whole call.
+    let error = unsafe { libc::sigwait(&raw const set, &raw mut signal) };
+    if error == 0 { Ok(signal) } else { Err(io::Error::from_raw_os_error(error)) }
+}
+
+#[cfg(feature = "postgres")]
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    check(unsafe { libc::kill(pid, signal) })
+}
+
+/// Makes the command started by `command` receive SIGKILL when this
+/// process dies, however it dies (Linux's parent-death signal): a command
+/// whose lock this process holds must never outlive the hold.
+#[cfg(all(feature = "postgres", any(target_os = "linux", target_os = "android")))]
+pub fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    let set_up = move || {
+        // SAFETY: prctl and getppid are async-signal-safe and take only
+        // integers, as the code between fork and exec must.
+        unsafe {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the request was made.
+            if libc::getppid() as u32 != parent {
+                // (No allocation between fork and exec: a plain errno.)
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only makes async-signal-safe calls (above) and
+    // allocates nothing unless it fails.
+    unsafe {
+        command.pre_exec(set_up);
+    }
+}
+
+/// Elsewhere there is no parent-death signal: the forwarded signals are
+/// all the guard has.
+#[cfg(all(feature = "postgres", not(any(target_os = "linux", target_os = "android"))))]
+pub fn die_with_parent(_command: &mut std::process::Command) {}

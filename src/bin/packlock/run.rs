@@ -30,6 +30,14 @@ pub fn run(args: &Args) -> i32 {
         eprintln!("packlock: no command given");
         return 2;
     };
+    // Before anything starts a thread (connecting to a server does).
+    let guard = match start_guard(args) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("packlock: cannot watch over the command: {e}");
+            return EXIT_FAILURE;
+        }
+    };
     let lock = match args.open(label(args, program)) {
         Ok(lock) => lock,
         Err(e) => return fail(&e),
@@ -65,7 +73,7 @@ pub fn run(args: &Args) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let code = run_command(program, &mut command);
+    let code = run_command(program, &mut command, &guard, &hold, args);
     if shared_with_command {
         let_go(hold, args.verbose, held_since);
     } else {
@@ -134,10 +142,46 @@ fn report_conflict(lock: &PackLock, error: &PackLockError) {
     }
 }
 
-/// Runs the command; its exit code, or 126/127 when it cannot be started
-/// (as `env`, `timeout` and shells do).
-fn run_command(program: &OsStr, command: &mut Command) -> i32 {
-    match child::run(command) {
+/// The guard of a command that cannot inherit its lock: a server lock's
+/// (see [`crate::guard`]).
+#[cfg(all(feature = "postgres", unix))]
+type Guard = Option<crate::guard::Guard>;
+#[cfg(not(all(feature = "postgres", unix)))]
+type Guard = ();
+
+#[cfg(all(feature = "postgres", unix))]
+fn start_guard(args: &Args) -> io::Result<Guard> {
+    match args.postgres {
+        Some(_) => crate::guard::Guard::start().map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(all(feature = "postgres", unix)))]
+fn start_guard(_args: &Args) -> io::Result<Guard> {
+    Ok(())
+}
+
+/// Runs the command, under the guard if there is one; its exit code, or
+/// 126/127 when it cannot be started (as `env`, `timeout` and shells do).
+fn run_command(
+    program: &OsStr,
+    command: &mut Command,
+    guard: &Guard,
+    hold: &PackLockHold,
+    args: &Args,
+) -> i32 {
+    #[cfg(all(feature = "postgres", unix))]
+    let ran = match guard {
+        Some(guard) => guard.run(command, hold, args.on_lost),
+        None => child::run(command),
+    };
+    #[cfg(not(all(feature = "postgres", unix)))]
+    let ran = {
+        let _ = (guard, hold, args);
+        child::run(command)
+    };
+    match ran {
         Ok(code) => code,
         Err(e) => {
             eprintln!("packlock: cannot run `{}`: {e}", program.display());
