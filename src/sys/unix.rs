@@ -74,8 +74,8 @@ pub(crate) fn unlock_error_means_unlocked(_error: &io::Error) -> bool {
 /// `O_NONBLOCK | O_NOCTTY` where this target's values are known: opening a
 /// FIFO with them never waits for a peer, and opening a terminal never
 /// makes it ours. (std names neither; the values are each platform's ABI,
-/// checked against `libc` by the tests.)
-#[cfg(all(
+/// checked against `libc` by the tests. A BSD never gives a tty on open.)
+const OPEN_WITHOUT_WAITING: Option<i32> = if cfg!(all(
     any(target_os = "linux", target_os = "android"),
     any(
         target_arch = "x86",
@@ -89,41 +89,20 @@ pub(crate) fn unlock_error_means_unlocked(_error: &io::Error) -> bool {
         target_arch = "s390x",
         target_arch = "loongarch64"
     )
-))]
-const OPEN_WITHOUT_WAITING: Option<i32> = Some(0o4000 | 0o400);
-#[cfg(any(
+)) {
+    Some(0o4000 | 0o400)
+} else if cfg!(any(
     target_os = "macos",
     target_os = "ios",
     target_os = "freebsd",
     target_os = "netbsd",
     target_os = "openbsd",
     target_os = "dragonfly"
-))]
-const OPEN_WITHOUT_WAITING: Option<i32> = Some(0x4); // a BSD never gives a tty on open
-#[cfg(not(any(
-    all(
-        any(target_os = "linux", target_os = "android"),
-        any(
-            target_arch = "x86",
-            target_arch = "x86_64",
-            target_arch = "arm",
-            target_arch = "aarch64",
-            target_arch = "riscv32",
-            target_arch = "riscv64",
-            target_arch = "powerpc",
-            target_arch = "powerpc64",
-            target_arch = "s390x",
-            target_arch = "loongarch64"
-        )
-    ),
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-)))]
-const OPEN_WITHOUT_WAITING: Option<i32> = None;
+)) {
+    Some(0x4)
+} else {
+    None
+};
 
 /// Whether [`never_wait_on_open`] works on this target.
 pub(crate) const OPENS_WITHOUT_WAITING: bool = OPEN_WITHOUT_WAITING.is_some();
