@@ -169,10 +169,10 @@ async fn lock_os(claim: Claim, waiter: &mut Waiter) -> Result<Claim, PackLockErr
 /// trip, longer when the far end is slow or gone), which runs on the
 /// blocking pool like a wait, owning the claim and `taking` (a shared
 /// claim's right to wait in the kernel next, which must stay held while
-/// it runs) so that a caller that goes away leaves nothing half done. A backend out of reach for now (a lock
-/// server restarting, a connection cut) fails an acquire that may not
-/// wait; one that may goes on to wait, and its wait rides the outage out
-/// until had or until its deadline.
+/// it runs) so that a caller that goes away leaves nothing half done. A
+/// backend out of reach for now (a lock server restarting, a connection
+/// cut) fails an acquire that may not wait; one that may goes on to wait,
+/// and its wait rides the outage out until had or until its deadline.
 async fn try_lock(
     mut claim: Claim,
     taking: Option<Taking>,
