@@ -29,6 +29,9 @@ pub const DEFAULT_SCHEMA: &str = "packlock";
 /// next wait once their lock is released.
 const IDLE_WAITERS: usize = 1;
 
+/// How many names' ids a server keeps at most (a few hundred KiB).
+const CACHED_IDS: usize = 4096;
+
 /// The shortest heartbeat: pinging more often than this only loads the
 /// server.
 const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
@@ -491,6 +494,12 @@ impl LockServer {
         }
     }
 
+    /// How many names' ids this server keeps (tests check the bound).
+    #[cfg(test)]
+    pub(crate) fn cached_ids(&self) -> usize {
+        lock(&self.inner.ids).len()
+    }
+
     /// How many sessions this server has open (tests check the bound).
     pub(crate) fn open_sessions(&self) -> usize {
         let holds = lock(&self.inner.holds);
@@ -684,7 +693,14 @@ impl Inner {
                 session.client.query_one(&select, &[&name]).await.map_err(failed)?.get(0)
             }
         };
-        lock(&self.ids).insert(name.to_string(), id);
+        let mut ids = lock(&self.ids);
+        if ids.len() >= CACHED_IDS {
+            // Bounded: a process that passes through many names forgets
+            // them all now and then, and reads an id again when it needs it.
+            ids.clear();
+        }
+        ids.insert(name.to_string(), id);
+        drop(ids);
         Ok(id)
     }
 

@@ -243,3 +243,46 @@ fn holders_name_the_session_and_its_full_label() {
     a.unlock("labelled").expect("unlock");
     assert_eq!(b.holders("labelled").expect("holders").len(), 1);
 }
+
+/// The ids of names are kept for at most a few thousand names: a process
+/// that goes through ever new names does not grow for ever.
+#[test]
+fn the_name_cache_is_bounded() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let server = connect(&cluster);
+    for i in 0..4200 {
+        let name = format!("names/{i}");
+        server.try_lock(&name, false).expect("try").expect("free");
+        server.unlock(&name).expect("unlock");
+        assert!(server.cached_ids() <= 4096, "{} ids after {i} names", server.cached_ids());
+    }
+}
+
+/// The README's recipe for removing names: it never removes a name that
+/// is held, and locks keep working afterwards — a process that had the id
+/// of a removed name fails once, saying so, and then uses the name anew.
+#[test]
+fn removing_unused_names_spares_held_ones() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let (a, b) = (connect(&cluster), connect(&cluster));
+    a.try_lock("held", false).expect("try").expect("free");
+    b.try_lock("idle", false).expect("try").expect("free");
+    b.unlock("idle").expect("unlock");
+    // Every name qualifies by age here; only the lock check spares one.
+    cluster.psql(&REMOVE_UNUSED_NAMES.replace("now() - interval '30 days'", "now()"));
+    let names = cluster.psql("SELECT string_agg(name, ',' ORDER BY name) FROM packlock.names");
+    assert_eq!(names, "held", "the held name stays, the idle one goes");
+    let err = b.try_lock("idle", false).expect_err("the cached id is gone");
+    assert!(err.to_string().contains("made anew"), "{err}");
+    b.try_lock("idle", false).expect("try").expect("the name is made again");
+    assert_eq!(b.try_lock("held", false).expect("try"), None, "still held by a");
+}
+
+/// The README's recipe, word for word.
+const REMOVE_UNUSED_NAMES: &str = "
+    DELETE FROM packlock.names n
+     WHERE n.created < now() - interval '30 days'
+       AND pg_try_advisory_xact_lock(
+             ((('packlock.names'::regclass::oid::bigint + 2147483648) % 4294967296)
+               - 2147483648)::integer,
+             n.id)";
