@@ -155,8 +155,8 @@ fn check(result: libc::c_int) -> io::Result<()> {
     if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-#[cfg(feature = "postgres")]
 /// The signals the command's guard forwards to it.
+#[cfg(feature = "postgres")]
 pub const FORWARDED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn signal_set(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
@@ -171,11 +171,11 @@ fn signal_set(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
     Ok(set)
 }
 
-#[cfg(feature = "postgres")]
 /// Blocks [`FORWARDED`] on the calling thread, and so on every thread it
 /// starts from now on: they stay pending until [`wait_for_forwarded`]
 /// takes them, instead of ending the process. (std unblocks every signal
 /// in the children it starts.)
+#[cfg(feature = "postgres")]
 pub fn block_forwarded() -> io::Result<()> {
     let set = signal_set(&FORWARDED)?;
     // SAFETY: reads `set`, a live local; the old mask is not needed.
@@ -184,9 +184,9 @@ pub fn block_forwarded() -> io::Result<()> {
     if error == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(error)) }
 }
 
-#[cfg(feature = "postgres")]
 /// Waits for one of [`FORWARDED`] (blocked by [`block_forwarded`]) and
 /// returns it.
+#[cfg(feature = "postgres")]
 pub fn wait_for_forwarded() -> io::Result<libc::c_int> {
     let set = signal_set(&FORWARDED)?;
     let mut signal: libc::c_int = 0;
@@ -195,8 +195,8 @@ pub fn wait_for_forwarded() -> io::Result<libc::c_int> {
     if error == 0 { Ok(signal) } else { Err(io::Error::from_raw_os_error(error)) }
 }
 
-#[cfg(feature = "postgres")]
 /// Sends `signal` to process `pid`.
+#[cfg(feature = "postgres")]
 pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
     // SAFETY: kill(2) takes two integers and touches no memory of ours.
