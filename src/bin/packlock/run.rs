@@ -147,7 +147,7 @@ fn report_conflict(lock: &PackLock, error: &PackLockError) {
 #[cfg(all(feature = "postgres", unix))]
 type Guard = Option<crate::guard::Guard>;
 #[cfg(not(all(feature = "postgres", unix)))]
-type Guard = ();
+type Guard = Option<std::convert::Infallible>;
 
 #[cfg(all(feature = "postgres", unix))]
 fn start_guard(args: &Args) -> io::Result<Guard> {
@@ -159,7 +159,7 @@ fn start_guard(args: &Args) -> io::Result<Guard> {
 
 #[cfg(not(all(feature = "postgres", unix)))]
 fn start_guard(_args: &Args) -> io::Result<Guard> {
-    Ok(())
+    Ok(None)
 }
 
 /// Runs the command, under the guard if there is one; its exit code, or
@@ -177,9 +177,12 @@ fn run_command(
         None => child::run(command),
     };
     #[cfg(not(all(feature = "postgres", unix)))]
-    let ran = {
-        let _ = (guard, hold, args);
-        child::run(command)
+    let ran = match *guard {
+        Some(never) => match never {},
+        None => {
+            let _ = (hold, args);
+            child::run(command)
+        }
     };
     match ran {
         Ok(code) => code,
