@@ -541,3 +541,19 @@ fn after_the_tables_are_made_anew_an_old_process_gets_no_lock() {
     assert_eq!(y_fence(), fence_before, "y's fence moved");
     drop(y.try_acquire().expect("y is free: nothing was left held"));
 }
+
+/// Two spellings of one server (`localhost`, `127.0.0.1`) are one server:
+/// a thread holding a lock through one gets `Reentrant` through the other
+/// at once, as with two paths of one lock file — never a wait for itself.
+#[test]
+fn two_spellings_of_one_server_are_one_server() {
+    let Some(cluster) = PgCluster::start() else { return };
+    let by_address = LockServer::connect(&cluster.admin()).expect("connect");
+    let by_name = cluster.admin().replace("host=127.0.0.1", "host=localhost");
+    let by_name = LockServer::connect(&by_name).expect("connect by name");
+    let held = by_address.lock("x").open().expect("open").acquire().expect("acquire");
+    let again = by_name.lock("x").open().expect("open").acquire_timeout(Duration::from_secs(5));
+    assert!(matches!(again, Err(PackLockError::Reentrant { .. })), "{again:?}");
+    drop(held);
+    drop(by_name.lock("x").open().expect("open").acquire().expect("free again"));
+}

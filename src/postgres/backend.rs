@@ -27,7 +27,8 @@ impl ServerLock {
         let location = server.location();
         let schema = server.schema().to_string();
         let path = PathBuf::from(display_path(&location, &schema, &name));
-        let key = LockKey::Server { server: location, schema, name: name.clone() };
+        let server_id = server.identity().to_string();
+        let key = LockKey::Server { server: server_id, schema, name: name.clone() };
         Self { server, name, key, path }
     }
 

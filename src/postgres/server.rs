@@ -101,6 +101,8 @@ struct Inner {
     config: ServerConfig,
     /// `host:port/dbname as user`, for every message.
     server: String,
+    /// What the server is, whatever it was called (see [`identity`]).
+    identity: String,
     schema: String,
     tls: MakeRustlsConnect,
     tables: Tables,
@@ -323,6 +325,7 @@ struct Connected {
     tls: MakeRustlsConnect,
     tables: Tables,
     main: Arc<Session>,
+    identity: String,
 }
 
 async fn connect_on_client_thread(
@@ -337,7 +340,27 @@ async fn connect_on_client_thread(
         schema: schema.clone(),
         reason: reason(&e),
     })?;
-    Ok(Connected { config, schema, tls, tables, main })
+    let identity = identity(&main, &config).await;
+    Ok(Connected { config, schema, tls, tables, main, identity })
+}
+
+/// What the server and database are, whatever they were called:
+/// `localhost` and `127.0.0.1` are one server, and a thread that holds a
+/// lock through one must get `Reentrant` through the other, not wait for
+/// itself. The cluster's system identifier and the database's OID, where
+/// the role may call `pg_control_system()` (superusers, and roles granted
+/// `EXECUTE` on it); else the address as spelled.
+async fn identity(session: &Session, config: &ServerConfig) -> String {
+    let sql = "SELECT system_identifier::text || '/' ||
+                      (SELECT oid FROM pg_database WHERE datname = current_database())::text
+               FROM pg_control_system()";
+    match session.client.query_one(sql, &[]).await {
+        Ok(row) => format!("postgres system {}", row.get::<_, String>(0)),
+        Err(e) => {
+            log::debug!("cannot read the server's system identifier: {}", reason(&e));
+            config.location()
+        }
+    }
 }
 
 fn finish(
@@ -352,6 +375,7 @@ fn finish(
     Ok(LockServer {
         inner: Arc::new(Inner {
             server: server.to_string(),
+            identity: connected.identity,
             config: connected.config,
             schema: connected.schema,
             tls: connected.tls,
@@ -483,6 +507,11 @@ impl LockServer {
     /// role connected there shares its advisory locks.
     pub(crate) fn location(&self) -> String {
         self.inner.config.location()
+    }
+
+    /// What the server is, for telling locks apart (see [`identity`]).
+    pub(crate) fn identity(&self) -> &str {
+        &self.inner.identity
     }
 
     /// The backend pid of the session holding `name`, if held (tests
