@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::schema::Tables;
-use super::session::SESSION_TOKEN_MATCHES;
+use super::session::session_is_ours;
 use crate::Holder;
 
 /// A holder of a server lock, as the server reports it.
@@ -111,7 +111,7 @@ fn granted_sql(tables: &Tables) -> String {
 /// hold's record: [`granted_sql`] folded into the try, one round trip for
 /// an uncontended acquire. The row is `(got, fence)`, the fence NULL when
 /// not got; `got` is NULL when the statement ran on another server
-/// session than ours (see [`SESSION_TOKEN_MATCHES`]): then nothing was
+/// session than ours (see [`session_is_ours`]): then nothing was
 /// taken.
 ///
 /// The lock is taken before the update runs (the update's condition reads
@@ -120,7 +120,7 @@ fn granted_sql(tables: &Tables) -> String {
 /// from holder to holder.
 fn try_granted_sql(tables: &Tables) -> String {
     let Tables { names, holds, .. } = tables;
-    let ours = SESSION_TOKEN_MATCHES.replace("$TOKEN", "$6");
+    let ours = session_is_ours("$6");
     let got = "(SELECT got FROM l)";
     let record = record_sql(holds, got);
     format!(
@@ -155,7 +155,7 @@ fn release_sql(tables: &Tables, shared: bool) -> String {
 }
 
 /// Whether the calling session holds the lock `id` right now (and is
-/// still ours: see [`SESSION_TOKEN_MATCHES`]).
+/// still ours: see [`session_is_ours`]).
 pub(crate) async fn holds_now(
     client: &Client,
     tables: &Tables,
@@ -166,7 +166,7 @@ pub(crate) async fn holds_now(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
          AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 2 \
          AND granted) AND coalesce({}, false)",
-        SESSION_TOKEN_MATCHES.replace("$TOKEN", "$3")
+        session_is_ours("$3")
     );
     let objid = u32::try_from(id).unwrap_or_default();
     let params: [(&(dyn ToSql + Sync), Type); 3] =

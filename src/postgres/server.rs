@@ -18,7 +18,7 @@ use super::driver::{Driver, Task};
 use super::error::{ServerError, is_unavailable, reason};
 use super::holders::{self, LockStatements, ServerHolder};
 use super::schema::{self, Tables};
-use super::session::{SESSION_TOKEN_MATCHES, Session};
+use super::session::{Session, session_is_ours};
 use super::tls;
 use crate::backend::LostSignal;
 
@@ -147,9 +147,9 @@ fn typed<'a>(keys: &'a (i32, i32), token: &'a String) -> [(&'a (dyn ToSql + Sync
 }
 
 /// `SELECT call`, run only on our own server session (the token in `$3`;
-/// see [`SESSION_TOKEN_MATCHES`]): NULL elsewhere.
+/// see [`session_is_ours`]): NULL elsewhere.
 fn guarded(call: &str) -> String {
-    let ours = SESSION_TOKEN_MATCHES.replace("$TOKEN", "$3");
+    let ours = session_is_ours("$3");
     format!("SELECT CASE WHEN {ours} THEN {call} END")
 }
 

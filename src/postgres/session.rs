@@ -37,7 +37,7 @@ pub(crate) struct Session {
     /// session that had the same pid.
     pub(crate) backend_start: SystemTime,
     /// Set on the server session as `packlock.session` when it starts, and
-    /// checked by every lock statement (see [`SESSION_TOKEN_MATCHES`]).
+    /// checked by every lock statement (see [`session_is_ours`]).
     pub(crate) token: String,
     /// How often the heartbeat pings this session.
     pub(crate) heartbeat: Duration,
@@ -278,13 +278,16 @@ async fn start(
 }
 
 /// The condition, in SQL, that the server session running a statement is
-/// this session (`$TOKEN` is replaced by the parameter holding
-/// [`Session::token`]). Through a pooler that hands server sessions around
-/// per transaction, the next statement may run on another client's server
-/// session — where an advisory lock that client holds would be granted to
-/// us again — or on one that never saw our token: every lock statement
-/// checks it, and takes nothing when it fails.
-pub(crate) const SESSION_TOKEN_MATCHES: &str = "current_setting('packlock.session', true) = $TOKEN";
+/// this session: its `packlock.session` is the token in `param` (the
+/// statement's parameter holding [`Session::token`], such as `$3`).
+/// Through a pooler that hands server sessions around per transaction, the
+/// next statement may run on another client's server session — where an
+/// advisory lock that client holds would be granted to us again — or on
+/// one that never saw our token: every lock statement checks it, and takes
+/// nothing when it fails.
+pub(crate) fn session_is_ours(param: &str) -> String {
+    format!("current_setting('packlock.session', true) = {param}")
+}
 
 /// A token that no other session of any process will have: this process,
 /// the time, and a counter.

@@ -16,13 +16,13 @@
 //! was set back since. Within one fence file fences always grow, whatever
 //! the clock does.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::record::{self, FenceError};
-use super::retry_interrupted;
+use super::{open_read_write, retry_interrupted};
 use crate::PackLockError;
 
 /// The fence counter of one lock file, open for as long as the lock file.
@@ -40,13 +40,7 @@ impl FenceFile {
         let mut name = lock_path.file_name().unwrap_or_default().to_os_string();
         name.push(".fence");
         let path = lock_path.with_file_name(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| PackLockError::io(&path, e))?;
+        let file = open_read_write(&path).map_err(|e| PackLockError::io(&path, e))?;
         let metadata = file.metadata().map_err(|e| PackLockError::io(&path, e))?;
         if !metadata.is_file() {
             let reason = "it is not a regular file";
